@@ -1,0 +1,122 @@
+"""Pass 5, differentiate: reverse-mode gradients as a graph transform.
+
+The backward graph is added to a copy of the forward graph, built from registry ops by each
+op's gradient rules, so one interpreter runs both and the result can be differentiated again.
+A value read by several consumers gets their contributions summed by an explicit `accumulate`
+node. Broadcasting (and the batch axis) is undone in one place, `unbroadcast`.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .errors import NndslError
+from .graph import GraphBuilder, arguments, span_of
+from .interpreter import needed
+from .ops import REGISTRY
+
+
+class RuleBuilder:
+    """What a gradient rule sees as `d`: `d.mul(a, b)` adds a `mul` node; floats become constants."""
+
+    def __init__(self, builder: GraphBuilder):
+        self.builder = builder
+        self.span = None
+        self.scope = ""
+
+    def __getattr__(self, opname):
+        if opname not in REGISTRY:
+            raise AttributeError(opname)
+        return lambda *args, **kw: self.apply(opname, *args, **kw)
+
+    def apply(self, opname, *args, like=None):
+        # Node ids are ints; a float is a constant (so rules write 1.0, never 1).
+        args = [self.const(a) if isinstance(a, float) else a for a in args]
+        extra = {}
+        if like is not None:
+            extra = dict(shape=self.shape(like), batched=self.builder.graph.nodes[like]["batched"])
+        return self.builder.add(opname, *args, span=self.span, scope=self.scope, **extra)
+
+    def const(self, value):
+        return self.builder.const(value, span=self.span, scope=self.scope)
+
+    def shape(self, node) -> tuple:
+        return self.builder.graph.nodes[node]["shape"]
+
+
+def batch_mean(builder: GraphBuilder, loss):
+    """The training objective: the per-sample loss averaged over the batch."""
+    attrs = builder.graph.nodes[loss]
+    span = span_of(builder.graph, loss)
+    total = builder.add("sum_to", loss, shape=(), batched=False, span=span, scope=attrs["scope"])
+    count = builder.add("batch_size", loss, span=span, scope=attrs["scope"])
+    return builder.add("div", total, count, span=span, scope=attrs["scope"], name="objective")
+
+
+def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, dict]:
+    """Returns a copy of `graph` with the backward graph added, and {node in wrt: its gradient node}."""
+    if graph.nodes[objective]["shape"] != () or graph.nodes[objective]["batched"]:
+        raise ValueError("can only differentiate an unbatched scalar")
+    graph = graph.copy()
+    builder = GraphBuilder(graph, role="backward")
+    d = RuleBuilder(builder)
+    relevant = needed(graph, [objective]) & downstream(graph, wrt)
+    contributions: dict = {objective: [d.const(1.0)]}
+    result = {}
+    for node in reversed(list(nx.topological_sort(graph.subgraph(relevant)))):
+        parts = contributions.pop(node, None)
+        if not parts:
+            continue
+        attrs = graph.nodes[node]
+        d.span, d.scope = span_of(graph, node), attrs["scope"]
+        g = parts[0] if len(parts) == 1 else builder.add("accumulate", *parts, span=d.span, scope=d.scope)
+        graph.nodes[g].setdefault("grad_of", node)
+        if node in wrt:
+            result[node] = g
+        op = REGISTRY[attrs["op"]]
+        args = arguments(graph, node)
+        for pos, arg in enumerate(args):
+            if arg not in relevant:
+                continue
+            try:
+                rule = op.rule(pos)
+            except LookupError:
+                raise NndslError(f"no gradient rule for op '{op.name}'", d.span) from None
+            if rule is None:
+                continue
+            first_new = builder.next_id
+            part = rule(d, g, node, *args)
+            contributions.setdefault(arg, []).append(unbroadcast(d, part, arg, fresh=part >= first_new))
+    for node in wrt:
+        if node not in result:
+            attrs = graph.nodes[node]
+            d.span, d.scope = span_of(graph, node), attrs["scope"]
+            zero = d.const(np.zeros(attrs["shape"]))
+            result[node] = zero if not attrs["batched"] else builder.add("broadcast_like", zero, node, span=d.span)
+            graph.nodes[result[node]]["grad_of"] = node
+    return graph, result
+
+
+def downstream(graph: nx.DiGraph, sources) -> set:
+    seen = set(sources)
+    stack = list(sources)
+    while stack:
+        for succ in graph.successors(stack.pop()):
+            if succ not in seen:
+                seen.add(succ)
+                stack.append(succ)
+    return seen
+
+
+def unbroadcast(d: RuleBuilder, part, target, fresh: bool):
+    """Bring a gradient contribution to its target's shape and batch layout."""
+    nodes = d.builder.graph.nodes
+    p, t = nodes[part], nodes[target]
+    if p["shape"] == t["shape"] and p["batched"] == t["batched"]:
+        return part
+    if p["shape"] == t["shape"] and p["batched"] and not t["batched"] and fresh:
+        p["batched"] = False          # batch-reduced: sums its per-sample values (g^T x is one matmul)
+        return part
+    if not p["batched"] and t["batched"]:
+        return d.broadcast_like(part, target)
+    return d.sum_to(part, like=target)

@@ -1,0 +1,256 @@
+"""The `nndsl` command line. Exit status: 0 success, 1 a failed check, 2 bad input."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import NndslError
+from .model import Model, load
+from .ops import fmt_shape
+
+
+# ---- helpers -----------------------------------------------------------------------------
+def write_atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename it into place."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise NndslError(f"{path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_npz(path, arrays: dict) -> None:
+    if not str(path).endswith(".npz"):
+        raise NndslError(f"-o {path}: arrays are written to an .npz file")
+    write_atomic(Path(path), lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
+
+
+def parse_dims(pairs: list[str]) -> dict:
+    dims = {}
+    for pair in pairs or ():
+        name, _, value = pair.partition("=")
+        if not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise NndslError(f"--set {pair}: expected NAME=INT with a positive integer")
+        dims[name.strip()] = int(value)
+    return dims
+
+
+def load_model(args) -> Model:
+    return load(args.file, parse_dims(args.set), dtype=args.dtype)
+
+
+def load_params(model: Model, args) -> dict:
+    if getattr(args, "params", None):
+        from .data import load_arrays
+        arrays = load_arrays(Path(args.params))
+        return model.check_params(arrays, source=args.params)
+    return model.init(args.seed)
+
+
+def gather_data(model: Model, args) -> dict:
+    """Inputs from the model's data statements, then --data, then -i (later ones win)."""
+    data = model.default_data()
+    if getattr(args, "data", None):
+        data.update(model.read_data(args.data))
+    for item in getattr(args, "input", None) or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise NndslError(f"-i {item}: expected NAME=VALUE")
+        data[name.strip()] = model.parse_value(name.strip(), value)
+    return data
+
+
+def jsonable(value):
+    array = np.asarray(value, dtype=np.float64)
+    listed = array.tolist()
+    if np.all(np.isfinite(array)):
+        return listed
+    return json.loads(json.dumps(listed).replace("NaN", "null").replace("-Infinity", "null").replace("Infinity", "null"))
+
+
+def table(rows: list, header: tuple, right: tuple = ()) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = []
+    for r in [header] + rows:
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def print_array(name: str, value) -> None:
+    value = np.asarray(value)
+    print(f"{name}  {fmt_shape(value.shape)}")
+    print(np.array2string(value, precision=6, suppress_small=False, max_line_width=100, threshold=200))
+
+
+# ---- commands ----------------------------------------------------------------------------
+def cmd_check(args) -> int:
+    model = load_model(args)
+    rows = []
+    total = 0
+    for name, node in model.lowered.named.items():
+        attrs = model.graph.nodes[node]
+        count = int(np.prod(attrs["shape"])) if attrs["op"] == "param" else 0
+        total += count
+        role = "loss" if name == model.loss_name else "output" if name in model.outputs else ""
+        rows.append((name, attrs["op"], fmt_shape(attrs["shape"]), f"{count:,}" if count else "-", role))
+    title = f"model {model.name}" if model.name else "model"
+    print(f"{title} ({args.file}): ok")
+    print(table(rows, ("name", "op", "shape", "params", ""), right=(3,)))
+    print(f"total parameters: {total:,}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    model = load_model(args)
+    params = load_params(model, args)
+    results = model.run(params, **gather_data(model, args))
+    loss_name = model.loss_name if model.loss_name in results and model.loss_name not in model.outputs else None
+    outputs = {k: v for k, v in results.items() if k != loss_name}
+    loss = float(np.mean(results[loss_name])) if loss_name else None
+    if args.output:
+        save_npz(args.output, outputs)
+    if args.format == "json":
+        doc = {"outputs": {k: jsonable(v) for k, v in outputs.items()}}
+        if loss_name:
+            doc["loss"] = {"name": loss_name, "mean": jsonable(loss), "per_sample": jsonable(results[loss_name])}
+        print(json.dumps(doc))
+        return 0
+    for name, value in outputs.items():
+        print_array(name, value)
+    if loss_name:
+        count = np.size(results[loss_name])
+        print(f"loss {loss_name} = {loss:.6g}" + (f" (mean over {count} samples)" if count > 1 else ""))
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    model = load_model(args)
+    params = model.init(args.seed)
+    out = args.output or f"{Path(args.file).stem}.params.npz"
+    save_npz(out, params)
+    total = sum(int(np.prod(v.shape)) for v in params.values())
+    print(f"wrote {out}: {len(params)} parameters, {total:,} values (seed {args.seed})")
+    return 0
+
+
+def cmd_grad(args) -> int:
+    model = load_model(args)
+    if args.check:
+        model = model.astype("float64")
+    params = load_params(model, args)
+    data = gather_data(model, args)
+    wrt = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else None
+    loss, grads = model.grad(params, wrt=wrt, **data)
+    if args.output:
+        save_npz(args.output, grads)
+    failed = False
+    errors = {}
+    if args.check:
+        from .gradcheck import check_gradients
+        errors = check_gradients(model, params, data, grads, samples=args.samples, seed=args.seed)
+        failed = any(e > args.tol for e in errors.values())
+    if args.format == "json":
+        doc = {"loss": jsonable(loss), "gradients": {k: jsonable(v) for k, v in grads.items()}}
+        if args.check:
+            doc["check"] = {"tolerance": args.tol, "max_relative_error": errors, "ok": not failed}
+        print(json.dumps(doc))
+        return 1 if failed else 0
+    print(f"loss {model.loss_name} = {loss:.6g}")
+    rows = []
+    for name, g in grads.items():
+        g = np.asarray(g)
+        row = [name, fmt_shape(g.shape), f"{np.linalg.norm(g):.6g}", f"{g.min():.6g}", f"{g.max():.6g}"]
+        if args.check:
+            row.append(f"{errors[name]:.2e}" + ("  FAIL" if errors[name] > args.tol else ""))
+        rows.append(tuple(row))
+    header = ("gradient", "shape", "norm", "min", "max") + (("max rel. error",) if args.check else ())
+    print(table(rows, header, right=(2, 3, 4)))
+    if args.check:
+        print(f"gradient check {'FAILED' if failed else 'passed'}: tolerance {args.tol:g} "
+              f"(central differences in float64)")
+    if args.output:
+        print(f"wrote {args.output}")
+    return 1 if failed else 0
+
+
+# ---- the parser --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("file", metavar="FILE", help="the .nn model file")
+    common.add_argument("--set", action="append", metavar="NAME=INT", help="override a dim (repeatable)")
+    common.add_argument("--seed", type=int, default=0, help="seed for parameter initialisation (default 0)")
+    common.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    common.add_argument("--debug", action="store_true", help="show a Python traceback on errors")
+
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("-i", "--input", action="append", metavar="NAME=VALUE",
+                      help="an input: a number, an array like [[0,1],[1,0]], or a .npy/.npz/.csv file")
+    data.add_argument("--data", metavar="D", help="a data file: .npz keyed by input name, or .csv with a header")
+    data.add_argument("--params", metavar="P.npz", help="parameters (default: the declared initialisers)")
+    data.add_argument("--format", choices=("table", "json"), default="table")
+
+    parser = argparse.ArgumentParser(prog="nndsl", description="Neural networks written as on a whiteboard.")
+    parser.add_argument("--version", action="version", version=f"nndsl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", parents=[common], help="parse and shape-check; list named values")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("run", parents=[common, data], help="evaluate the outputs (and the loss)")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, one array per name")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("grad", parents=[common, data], help="the batch-mean loss and its gradients")
+    p.add_argument("--wrt", metavar="NAME,...", help="parameters or inputs (default: every parameter)")
+    p.add_argument("--check", action="store_true", help="compare with central finite differences (float64)")
+    p.add_argument("--tol", type=float, default=1e-5, help="--check tolerance on max relative error (1e-5)")
+    p.add_argument("--samples", type=int, default=200, help="--check: elements checked per tensor at most (200)")
+    p.add_argument("-o", "--output", metavar="G.npz", help="write the gradients, one array per name")
+    p.set_defaults(func=cmd_grad)
+    p = sub.add_parser("init", parents=[common], help="write initial parameters")
+    p.add_argument("-o", "--output", metavar="P.npz", help="where (default: FILE's stem + .params.npz)")
+    p.set_defaults(func=cmd_init)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NndslError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(err.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nndsl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:          # a bug in nndsl, not in the user's input
+        if args.debug:
+            raise
+        print(f"nndsl: internal error: {type(err).__name__}: {err} (run with --debug for a traceback, "
+              "and please report it)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Passes 6 and 7, schedule and execute: one small loop runs any graph, forward or backward.
+
+`schedule` picks the nodes the targets need, orders them topologically (networkx, iterative),
+specialises each node's kernel to its shapes and batch layout once, and records after which
+step each value is read for the last time, so it can be dropped there. `execute` is the loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .errors import NndslError
+from .graph import arguments, span_of
+from .ops import REGISTRY, KernelInfo, kernel
+
+LEAF_OPS = ("input", "param")
+
+
+@dataclass
+class Plan:
+    steps: list          # (kernel, argument slots, output slot, slots to free afterwards, node)
+    slots: dict          # node -> slot
+    constants: list      # (slot, value) computed once
+    leaves: dict         # node -> slot, for inputs and parameters that must be fed
+    targets: list        # slots of the requested values
+    size: int
+
+
+def needed(graph: nx.DiGraph, targets) -> set:
+    seen = set(targets)
+    stack = list(targets)
+    while stack:
+        for pred in graph.predecessors(stack.pop()):
+            if pred not in seen:
+                seen.add(pred)
+                stack.append(pred)
+    return seen
+
+
+def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
+    dtype = np.dtype(dtype)
+    order = list(nx.topological_sort(graph.subgraph(needed(graph, targets))))
+    slots = {node: i for i, node in enumerate(order)}
+    nodes = graph.nodes
+    raw, constants, leaves = [], [], {}
+    for node in order:
+        attrs = nodes[node]
+        op = REGISTRY[attrs["op"]]
+        if attrs["op"] in LEAF_OPS:
+            leaves[node] = slots[node]
+            continue
+        args = arguments(graph, node)
+        info = KernelInfo(attrs["shape"], attrs["batched"], tuple(nodes[a]["shape"] for a in args),
+                          tuple(nodes[a]["batched"] for a in args), attrs, dtype)
+        fn = kernel(op, info)
+        if not args:
+            constants.append((slots[node], fn()))
+            continue
+        raw.append((fn, tuple(slots[a] for a in args), slots[node], node))
+    target_slots = [slots[t] for t in targets]
+    last_use = {}
+    for i, (_, args, _, _) in enumerate(raw):
+        for a in args:
+            last_use[a] = i
+    keep = set(target_slots)
+    frees: list[list] = [[] for _ in raw]
+    for slot, i in last_use.items():
+        if slot not in keep:
+            frees[i].append(slot)
+    steps = [(fn, args, out, tuple(free), node) for (fn, args, out, node), free in zip(raw, frees)]
+    return Plan(steps, slots, constants, leaves, target_slots, len(order))
+
+
+def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
+    """Runs the plan; `feeds` maps every leaf node of the plan to its array."""
+    env = [None] * plan.size
+    for slot, value in plan.constants:
+        env[slot] = value
+    for node, slot in plan.leaves.items():
+        env[slot] = feeds[node]
+    step = None
+    try:
+        with np.errstate(all="ignore"):
+            for step in plan.steps:
+                fn, args, out, free, _ = step
+                env[out] = fn(*[env[a] for a in args])
+                for slot in free:
+                    env[slot] = None
+    except FloatingPointError as err:           # raised by kernels for bad data (class indices)
+        raise NndslError(str(err), span_of(graph, step[4])) from None
+    return [env[t] for t in plan.targets]

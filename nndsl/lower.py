@@ -1,0 +1,191 @@
+"""Pass 3, lower: resolved statements -> a networkx graph of registry ops with checked shapes.
+
+Each expression is walked with an explicit stack (never recursion), user functions are inlined
+at their call sites, and every node's shape comes from its op's shape rule as it is added.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import syntax as S
+from .errors import NndslError
+from .graph import GraphBuilder
+from .ops import REGISTRY, fmt_shape, lookup, user_functions
+from .resolve import Resolved, literal_array
+
+LEAVES = ("input", "param", "const")
+
+
+@dataclass
+class Lowered:
+    graph: nx.DiGraph
+    inputs: dict = field(default_factory=dict)      # name -> node
+    params: dict = field(default_factory=dict)      # name -> node
+    named: dict = field(default_factory=dict)       # every bound value: name -> node, in order
+    outputs: dict = field(default_factory=dict)     # name -> node
+    loss: tuple | None = None                       # (name, node)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where names are looked up: a function's parameters, or the file's globals."""
+
+    local: dict          # name -> node (a function's arguments)
+    scope: str           # "f/g" while inlining g inside f
+    index: int           # the statement being lowered (for use-before-binding)
+
+
+def lower(resolved: Resolved) -> Lowered:
+    builder = GraphBuilder()
+    out = Lowered(builder.graph)
+    program = resolved.program
+    for index, st in enumerate(program.statements):
+        if isinstance(st, S.InputStmt):
+            node = builder.add("input", shape=resolved.shapes[st.name], batched=True, name=st.name, span=st.span)
+            out.inputs[st.name] = out.named[st.name] = node
+        elif isinstance(st, S.ParamStmt):
+            node = builder.add("param", shape=resolved.shapes[st.name], batched=False, name=st.name, span=st.span)
+            out.params[st.name] = out.named[st.name] = node
+        elif isinstance(st, (S.BindStmt, S.LossStmt)) or (isinstance(st, S.OutputStmt) and st.expr is not None):
+            node = lower_expression(st.expr, Frame({}, "", index), resolved, out, builder)
+            out.named[st.name] = bind(builder, node, st)
+    for st in resolved.outputs:
+        out.outputs[st.name] = out.named[st.name]
+    if resolved.loss is not None:
+        st = resolved.loss
+        node = out.named[st.name]
+        shape = builder.graph.nodes[node]["shape"]
+        if shape != ():
+            raise NndslError(f"a loss must be a per-sample scalar, but '{st.name}' has shape {fmt_shape(shape)}",
+                             st.expr.span)
+        out.loss = (st.name, node)
+    if not out.outputs:
+        last = [st for st in program.statements if isinstance(st, S.BindStmt)]
+        if last:
+            out.outputs[last[-1].name] = out.named[last[-1].name]
+        elif out.loss is not None:
+            out.outputs[out.loss[0]] = out.loss[1]
+    return out
+
+
+def bind(builder: GraphBuilder, node, st):
+    """Give a computed value its name; an alias of a named value gets an identity node."""
+    attrs = builder.graph.nodes[node]
+    if attrs["name"] is None and attrs["op"] not in ("input", "param"):
+        attrs["name"] = st.name
+        return node
+    return builder.add("identity", node, name=st.name, span=st.expr.span)
+
+
+def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, builder: GraphBuilder):
+    """Post-order walk with an explicit stack; results are node ids on `values`."""
+    values: list = []
+    stack: list = [(expr, frame, False)]
+    while stack:
+        e, fr, ready = stack.pop()
+        if isinstance(e, S.Number):
+            values.append(builder.const(e.value, span=e.span, scope=fr.scope))
+        elif isinstance(e, S.Name):
+            values.append(lookup_name(e, fr, resolved, out, builder))
+        elif isinstance(e, S.Array):
+            values.append(builder.const(literal_array(e), span=e.span, scope=fr.scope))
+        elif isinstance(e, S.Unary) and isinstance(e.operand, S.Number):
+            values.append(builder.const(-e.operand.value, span=e.span, scope=fr.scope))
+        elif not ready:
+            if isinstance(e, S.Call):
+                check_call(e, fr, resolved, out)
+            stack.append((e, fr, True))
+            stack.extend((child, fr, False) for child in reversed(S.children(e)))
+        else:
+            n = len(S.children(e))
+            args = values[len(values) - n:]
+            del values[len(values) - n:]
+            if isinstance(e, S.Call) and e.func in resolved.defs and e.func not in fr.local:
+                fn = resolved.defs[e.func]
+                scope = f"{fr.scope}/{fn.name}" if fr.scope else fn.name
+                stack.append((fn.body, Frame(dict(zip(fn.params, args)), scope, fr.index), False))
+            elif isinstance(e, S.Call) and is_value(e.func, fr, resolved):
+                tensor = lookup_name(S.Name(e.func, e.func_span), fr, resolved, out, builder)
+                values.append(product(builder, tensor, args[0], e.span, fr.scope))       # W(z) is W z
+            else:
+                values.append(build_node(e, args, fr, builder))
+    (result,) = values
+    return result
+
+
+def lookup_name(e: S.Name, fr: Frame, resolved: Resolved, out: Lowered, builder: GraphBuilder):
+    if e.id in fr.local:
+        return fr.local[e.id]
+    if e.id in resolved.bound_at:
+        if resolved.bound_at[e.id] >= fr.index:
+            line = resolved.program.statements[resolved.bound_at[e.id]].span.line
+            raise NndslError(f"'{e.id}' is used before it is bound (line {line})", e.span)
+        if e.id in resolved.defs:
+            raise NndslError(f"'{e.id}' is a function; call it as {e.id}(...)", e.span)
+        if e.id in resolved.dims:
+            return builder.const(resolved.dims[e.id], span=e.span, scope=fr.scope)
+        return out.named[e.id]
+    if lookup(e.id) is not None:
+        raise NndslError(f"'{e.id}' is a function; call it as {e.id}(...)", e.span)
+    raise NndslError(f"undefined name '{e.id}'{suggest(e.id, list(resolved.bound_at) + list(fr.local))}", e.span)
+
+
+def is_value(name: str, fr: Frame, resolved: Resolved) -> bool:
+    return name in fr.local or (name in resolved.bound_at and name not in resolved.defs)
+
+
+def check_call(e: S.Call, fr: Frame, resolved: Resolved, out: Lowered) -> None:
+    """Errors a call can have before its arguments are lowered."""
+    n = len(e.args)
+    if is_value(e.func, fr, resolved):
+        if n != 1:
+            raise NndslError(f"'{e.func}' is a tensor, not a function: {e.func}(z) means {e.func} z, "
+                             f"and takes one argument, not {n}", e.span)
+        return
+    if e.func in resolved.defs:
+        fn = resolved.defs[e.func]
+        if resolved.bound_at[e.func] >= fr.index and not fr.scope:
+            raise NndslError(f"'{e.func}' is used before it is defined (line {fn.span.line})", e.func_span)
+        if n != len(fn.params):
+            raise NndslError(f"{e.func}() takes {plural(len(fn.params), 'argument')}, got {n}", e.span)
+        return
+    op = lookup(e.func)
+    if op is None or not op.callable:
+        raise NndslError(f"unknown function '{e.func}'{suggest(e.func, user_functions() + list(resolved.defs))}",
+                         e.func_span)
+    if op.arity is not None and n != op.arity:
+        raise NndslError(f"{e.func}() takes {plural(op.arity, 'argument')}, got {n}", e.span)
+
+
+def build_node(e, args, fr: Frame, builder: GraphBuilder):
+    kw = dict(span=e.span, scope=fr.scope)
+    if isinstance(e, S.Unary):
+        return builder.add("neg", *args, **kw)
+    if isinstance(e, S.Binary):
+        a, b = args
+        if e.op == "matmul":
+            return product(builder, a, b, e.span, fr.scope)
+        return builder.add(e.op, a, b, what=f"'{e.symbol}'", **kw)
+    if isinstance(e, S.Call):
+        op = lookup(e.func)
+        return builder.add(op.name, *args, what=f"{e.func}()", **kw)
+    raise AssertionError(f"no lowering for {type(e).__name__}")
+
+
+def product(builder: GraphBuilder, a, b, span, scope):
+    """Juxtaposition and `@ · ∙ ⋅`: a matrix product, or scaling when either side is a scalar."""
+    if () in (builder.graph.nodes[a]["shape"], builder.graph.nodes[b]["shape"]):
+        return builder.add("mul", a, b, what="scaling", span=span, scope=scope)    # `2 x`, `0.5 (y - t)^2`
+    return builder.add("matmul", a, b, what="matrix product", span=span, scope=scope)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def suggest(name: str, candidates: list) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,601 @@
+"""The op registry: every operation nndsl knows, each defined once.
+
+An entry holds the op's name, arity, shape rule, forward computation (NumPy), gradient rule
+(one vector-Jacobian product per argument, written with registry ops so the backward graph is
+an ordinary graph) and the slots the exporters read (`symbol` for printing, `onnx` for ONNX).
+Passes look ops up here; nothing else lists them.
+
+Shapes are per sample. At run time a value computed from an input carries one extra leading
+batch axis; the registry's forward functions are written for that layout (reductions use
+negative axes), and `kernel()` aligns batched operands of elementwise ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Callable
+
+import numpy as np
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the compiler adds the source location."""
+
+
+Shape = tuple
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """What a kernel may know about its node before any data is seen."""
+
+    shape: Shape
+    batched: bool
+    arg_shapes: tuple
+    arg_batched: tuple
+    attrs: dict
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    arity: int | None                     # None: any number (at least one)
+    shape: Callable                       # (*arg_shapes) -> shape, or raise ShapeError
+    forward: Callable                     # elementwise: (*arrays); otherwise (info, *arrays)
+    vjp: tuple | Callable | None = None   # per argument: (d, g, out, *args) -> node, or None
+    elementwise: bool = False             # broadcasts its operands (NumPy rules, per sample)
+    kernel_factory: Callable | None = None  # (info) -> (*arrays) -> array, when shape-dependent
+    symbol: str | None = None             # infix spelling for printing
+    callable: bool = True                 # can be called by name from a .nn file
+    doc: str = ""
+    stable: dict = field(default_factory=dict)   # {inner op of arg 0: fused op}, see rewrite pass
+    onnx: Callable | None = None          # export mapping, filled by nndsl.export_onnx
+    differentiable: bool = True           # False: gradient is zero everywhere (step, sign, ...)
+    unbatched: bool = False               # its value never carries the batch axis
+
+    def rule(self, position: int):
+        """The gradient rule for argument `position`; None means no gradient flows there."""
+        if not self.differentiable:
+            return None
+        if self.vjp is None:
+            raise LookupError(self.name)
+        if callable(self.vjp):
+            return self.vjp
+        return self.vjp[position]
+
+
+REGISTRY: dict[str, Op] = {}
+ALIASES: dict[str, str] = {}
+
+
+def defop(name: str, *, aliases: tuple = (), **fields) -> Op:
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} defined twice")
+    op = Op(name=name, **fields)
+    REGISTRY[name] = op
+    for alias in aliases:
+        ALIASES[alias] = name
+    return op
+
+
+def lookup(name: str) -> Op | None:
+    op = REGISTRY.get(ALIASES.get(name, name))
+    return op
+
+
+# ---- shape rules -------------------------------------------------------------------------
+def broadcast(*shapes: Shape) -> Shape:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ShapeError(" and ".join(fmt_shape(s) for s in shapes) + " do not broadcast") from None
+
+
+def same(x: Shape) -> Shape:
+    return x
+
+
+def scalar(*_shapes) -> Shape:
+    return ()
+
+
+def at_least_vector(x: Shape) -> Shape:
+    if len(x) < 1:
+        raise ShapeError("needs a vector or a higher-rank tensor, not a scalar")
+    return x
+
+
+def pairwise_loss(y: Shape, t: Shape) -> Shape:
+    broadcast(y, t)
+    return ()
+
+
+def class_loss(p: Shape, t: Shape) -> Shape:
+    at_least_vector(p)
+    broadcast(p, t)
+    return ()
+
+
+def sparse_class_loss(p: Shape, k: Shape) -> Shape:
+    if len(p) != 1 or k != ():
+        raise ShapeError(f"takes class scores of shape [n] and a scalar class index, not {fmt_shape(p)} and {fmt_shape(k)}")
+    return ()
+
+
+MATMUL_CASES = {(2, 1): ("mn", "n", "m"), (1, 1): ("n", "n", ""), (2, 2): ("mn", "np", "mp"), (1, 2): ("n", "np", "p")}
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    case = (len(a), len(b))
+    if case not in MATMUL_CASES:
+        raise ShapeError(f"{fmt_shape(a)} · {fmt_shape(b)}: a matrix product takes vectors and matrices")
+    inner_a = a[-1]
+    inner_b = b[0]
+    if inner_a != inner_b:
+        raise ShapeError(f"{fmt_shape(a)} · {fmt_shape(b)}: inner sizes {inner_a} and {inner_b} differ")
+    return a[:-1] + b[1:]
+
+
+def outer_shape(a: Shape, b: Shape) -> Shape:
+    if len(a) != 1 or len(b) != 1:
+        raise ShapeError(f"outer product takes two vectors, not {fmt_shape(a)} and {fmt_shape(b)}")
+    return a + b
+
+
+def same_shapes(*shapes: Shape) -> Shape:
+    if any(s != shapes[0] for s in shapes):
+        raise ShapeError("operands differ: " + ", ".join(fmt_shape(s) for s in shapes))
+    return shapes[0]
+
+
+def last_axis_sum(x: Shape) -> Shape:
+    return at_least_vector(x)[:-1] + (1,)
+
+
+def like_second(x: Shape, ref: Shape) -> Shape:
+    broadcast(x, ref)
+    return ref
+
+
+def index_like(k: Shape, ref: Shape) -> Shape:
+    return ref
+
+
+# ---- kernels -----------------------------------------------------------------------------
+def per_sample_axes(shape: Shape) -> tuple:
+    """The negative axes of a per-sample shape, valid with or without a leading batch axis."""
+    return tuple(range(-len(shape), 0))
+
+
+def elementwise_kernel(op: Op, info: KernelInfo):
+    """Aligns batched operands of lower per-sample rank (`[B]` + `[n]` means `[B, 1]` + `[n]`)."""
+    rank = max((len(s) for s in info.arg_shapes), default=0)
+    pads = [rank - len(s) if b and len(s) < rank else 0 for s, b in zip(info.arg_shapes, info.arg_batched)]
+    fn = op.forward
+    if not any(pads):
+        return fn
+
+    def aligned(*xs):
+        return fn(*[x.reshape(x.shape[:1] + (1,) * p + x.shape[1:]) if p else x for x, p in zip(xs, pads)])
+    return aligned
+
+
+def kernel(op: Op, info: KernelInfo):
+    """The callable that computes one node, specialised once to its shapes and batch layout."""
+    if op.kernel_factory is not None:
+        return op.kernel_factory(info)
+    if op.elementwise:
+        fn = elementwise_kernel(op, info)
+    else:
+        forward = op.forward
+
+        def fn(*xs):
+            return forward(info, *xs)
+    if not info.batched and any(info.arg_batched):
+        # A batch-reduced node: its value is the sum over samples of the per-sample result.
+        inner = fn
+
+        def fn(*xs):
+            return inner(*xs).sum(axis=0)
+    return fn
+
+
+def matmul_kernel(info: KernelInfo):
+    (ra, rb) = (len(info.arg_shapes[0]), len(info.arg_shapes[1]))
+    (ba, bb), bo = info.arg_batched, info.batched
+    if not ba and not bb:
+        return np.matmul
+    if bo and not ba and ra == 2 and bb and rb == 1:
+        return lambda a, b: b @ a.T                    # W x over a batch: one matrix product
+    if bo and ba and not bb and rb == 2:
+        return np.matmul                               # x W, batched rows times a matrix
+    if bo and not ba and ra == 2 and bb and rb == 2:
+        return np.matmul
+    sa, sb, so = MATMUL_CASES[(ra, rb)]
+    spec = f"{'z' if ba else ''}{sa},{'z' if bb else ''}{sb}->{'z' if bo else ''}{so}"
+    return lambda a, b: np.einsum(spec, a, b, optimize=True)
+
+
+def outer_kernel(info: KernelInfo):
+    (ba, bb), bo = info.arg_batched, info.batched
+    if ba and bb and not bo:
+        return lambda a, b: a.T @ b                    # sum over the batch of outer products
+    spec = f"{'z' if ba else ''}m,{'z' if bb else ''}n->{'z' if bo else ''}mn"
+    if not ba and not bb:
+        return np.outer
+    return lambda a, b: np.einsum(spec, a, b, optimize=True)
+
+
+def transpose_kernel(info: KernelInfo):
+    rank = len(info.shape)
+    if info.batched:
+        axes = (0,) + tuple(range(rank, 0, -1))
+        return lambda x: x.transpose(axes)
+    return np.transpose
+
+
+def sum_to_kernel(info: KernelInfo):
+    """Sums a value down to a smaller per-sample shape (undoing broadcasting), and over the batch."""
+    src, dst = info.arg_shapes[0], info.shape
+    lead = len(src) - len(dst)
+    offset = 1 if info.arg_batched[0] else 0
+    axes = tuple(range(offset, offset + lead))
+    if info.arg_batched[0] and not info.batched:
+        axes = (0,) + axes
+        offset = 0
+    else:
+        offset = offset
+    kept = tuple(offset + i for i, (s, d) in enumerate(zip(src[lead:], dst)) if d == 1 and s != 1)
+    if not axes and not kept:
+        return lambda x: x
+
+    def fn(x):
+        if axes:
+            x = x.sum(axis=axes)
+        if kept:
+            x = x.sum(axis=kept, keepdims=True)
+        return x
+    return fn
+
+
+def broadcast_like_kernel(info: KernelInfo):
+    (sx, _), (bx, _) = info.arg_shapes, info.arg_batched
+    pad = len(info.shape) - len(sx)
+
+    def fn(x, ref):
+        if bx and pad:
+            x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
+        return np.broadcast_to(x, ref.shape)
+    return fn
+
+
+def batch_size_kernel(info: KernelInfo):
+    dtype = info.dtype
+    batched = info.arg_batched[0]
+    return lambda x: np.asarray(x.shape[0] if batched else 1, dtype=dtype)
+
+
+def const_kernel(info: KernelInfo):
+    value = np.asarray(info.attrs["value"], dtype=info.dtype)
+    return lambda: value
+
+
+# ---- numerics ----------------------------------------------------------------------------
+def stable_sigmoid(x):
+    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+
+
+def stable_softplus(x):
+    return np.logaddexp(0, x).astype(x.dtype, copy=False) if isinstance(x, np.ndarray) else np.logaddexp(0, x)
+
+
+def softmax_fwd(info, x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def logsumexp(x):
+    m = x.max(axis=-1, keepdims=True)
+    return m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def log_softmax_fwd(info, x):
+    return x - logsumexp(x)
+
+
+def clamped_log(x):
+    """log with PyTorch's BCELoss clamp at -100, so a saturated probability stays finite."""
+    return np.maximum(np.log(x), -100.0)
+
+
+def mean_over(info, elementwise):
+    """Mean of an elementwise loss over one sample's elements."""
+    rank = max(len(s) for s in info.arg_shapes)
+    return elementwise.mean(axis=tuple(range(-rank, 0))) if rank else elementwise
+
+
+def aligned_pair(info, a, b):
+    rank = max(len(s) for s in info.arg_shapes)
+    out = []
+    for x, s, batched in zip((a, b), info.arg_shapes, info.arg_batched):
+        if batched and len(s) < rank:
+            x = x.reshape(x.shape[:1] + (1,) * (rank - len(s)) + x.shape[1:])
+        out.append(x)
+    return out
+
+
+def class_mean(info, per_class):
+    """Cross entropy: sum over the class axis (last), mean over any other per-sample axes."""
+    total = per_class.sum(axis=-1)
+    rank = max(len(s) for s in info.arg_shapes) - 1
+    return total.mean(axis=tuple(range(-rank, 0))) if rank else total
+
+
+def class_indices(k, n):
+    idx = np.asarray(k)
+    as_int = idx.astype(np.int64)
+    if np.any(as_int != idx) or np.any(as_int < 0) or np.any(as_int >= n):
+        bad = idx.reshape(-1)[np.flatnonzero((as_int != idx) | (as_int < 0) | (as_int >= n))[0]]
+        raise FloatingPointError(f"class index {bad:g} is not an integer in [0, {n})")
+    return as_int
+
+
+def one_hot_fwd(info, k, ref):
+    n = info.shape[-1]
+    idx = class_indices(k, n)
+    return (idx[..., None] == np.arange(n)).astype(info.dtype)
+
+
+def sparse_ce_fwd(info, p, k):
+    n = info.arg_shapes[0][-1]
+    idx = class_indices(k, n)
+    picked = np.take_along_axis(p, idx[..., None], axis=-1)[..., 0]
+    return -clamped_log(picked)
+
+
+def sparse_ce_logits_fwd(info, z, k):
+    n = info.arg_shapes[0][-1]
+    idx = class_indices(k, n)
+    picked = np.take_along_axis(z, idx[..., None], axis=-1)[..., 0]
+    return logsumexp(z)[..., 0] - picked
+
+
+def tie_mask(a, b):
+    """1 where a > b, 1/2 where a == b, 0 elsewhere: how max/min share gradient (as PyTorch)."""
+    return (a > b) + 0.5 * (a == b)
+
+
+# ---- gradient rules (d builds registry nodes; g is the incoming gradient; out the node) ----
+def const_of(d, value):
+    return d.const(value)
+
+
+def n_elements(d, x):
+    return prod(d.shape(x)) or 1
+
+
+def pairwise_size(d, y, t):
+    return prod(broadcast(d.shape(y), d.shape(t))) or 1
+
+
+def class_rows(d, p, t):
+    s = broadcast(d.shape(p), d.shape(t))
+    return prod(s[:-1]) or 1
+
+
+def margin(d, y, t):
+    return d.sub(1.0, d.mul(t, y))
+
+
+def inclusive_step(d, z):
+    """1 where z >= 0: the hinge losses pass gradient at the kink, as sklearn and torch.clamp do."""
+    return d.sub(1.0, d.step(d.neg(z)))
+
+
+def matmul_grad_a(d, g, out, a, b):
+    case = (len(d.shape(a)), len(d.shape(b)))
+    if case == (2, 1):
+        return d.outer(g, b)                       # [m] ⊗ [n]
+    if case == (1, 1):
+        return d.mul(g, b)                         # dot product: g is a scalar
+    if case == (2, 2):
+        return d.matmul(g, d.transpose(b))         # [m,p]·[p,n]
+    return d.matmul(b, g)                          # [n,p]·[p]
+
+
+def matmul_grad_b(d, g, out, a, b):
+    case = (len(d.shape(a)), len(d.shape(b)))
+    if case == (1, 1):
+        return d.mul(g, a)
+    if case == (1, 2):
+        return d.outer(a, g)                       # [n] ⊗ [p]
+    return d.matmul(d.transpose(a), g)             # [n,m]·[m] or [n,m]·[m,p]
+
+
+# ---- the ops -----------------------------------------------------------------------------
+# leaves
+defop("input", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a per-sample input")
+defop("param", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a trainable tensor")
+defop("const", arity=0, shape=scalar, forward=None, kernel_factory=const_kernel, callable=False,
+      differentiable=False, doc="a constant")
+
+# elementwise arithmetic
+defop("add", arity=2, shape=broadcast, callable=False, forward=np.add, elementwise=True, symbol="+",
+      vjp=(lambda d, g, out, a, b: g,
+           lambda d, g, out, a, b: g))
+defop("sub", arity=2, shape=broadcast, callable=False, forward=np.subtract, elementwise=True, symbol="-",
+      vjp=(lambda d, g, out, a, b: g,
+           lambda d, g, out, a, b: d.neg(g)))
+defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*",
+      vjp=(lambda d, g, out, a, b: d.mul(g, b),
+           lambda d, g, out, a, b: d.mul(g, a)))
+defop("div", arity=2, shape=broadcast, callable=False, forward=np.divide, elementwise=True, symbol="/",
+      vjp=(lambda d, g, out, a, b: d.div(g, b),
+           lambda d, g, out, a, b: d.neg(d.mul(g, d.div(out, b)))))
+defop("neg", arity=1, shape=same, forward=np.negative, elementwise=True, symbol="-", callable=False,
+      vjp=(lambda d, g, out, a: d.neg(g),))
+defop("pow", arity=2, shape=broadcast, callable=False, forward=np.power, elementwise=True, symbol="^",
+      vjp=(lambda d, g, out, a, b: d.mul(g, d.mul(b, d.pow(a, d.sub(b, 1.0)))),
+           lambda d, g, out, a, b: d.mul(g, d.mul(out, d.log(a)))))
+defop("max", arity=2, shape=broadcast, forward=np.maximum, elementwise=True,
+      doc="elementwise maximum; at ties each side gets half the gradient (as torch.maximum)",
+      vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b)),
+           lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a))))
+defop("min", arity=2, shape=broadcast, forward=np.minimum, elementwise=True,
+      doc="elementwise minimum; at ties each side gets half the gradient (as torch.minimum)",
+      vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a)),
+           lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b))))
+defop("tie_mask", arity=2, shape=broadcast, forward=tie_mask, elementwise=True, callable=False,
+      differentiable=False, doc="1 where a > b, 1/2 at ties, else 0")
+
+# elementwise functions
+defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwise=True,
+      doc="max(0, z); its gradient at 0 is 0 (as torch.relu)",
+      vjp=(lambda d, g, out, x: d.mul(g, d.step(x)),))
+defop("sigmoid", arity=1, shape=same, forward=stable_sigmoid, elementwise=True, aliases=("σ",),
+      vjp=(lambda d, g, out, x: d.mul(g, d.mul(out, d.sub(1.0, out))),))
+defop("tanh", arity=1, shape=same, forward=np.tanh, elementwise=True,
+      vjp=(lambda d, g, out, x: d.mul(g, d.sub(1.0, d.mul(out, out))),))
+defop("step", arity=1, shape=same, forward=lambda x: (x > 0).astype(x.dtype), elementwise=True,
+      differentiable=False, doc="Heaviside: 1 where z > 0, else 0; gradient 0")
+defop("sign", arity=1, shape=same, forward=np.sign, elementwise=True, differentiable=False,
+      doc="-1, 0 or 1; gradient 0")
+defop("softplus", arity=1, shape=same, forward=stable_softplus, elementwise=True,
+      vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(x)),))
+defop("leaky_relu", arity=2, shape=broadcast, elementwise=True,
+      forward=lambda x, s: np.where(x > 0, x, x * s),
+      doc="z where z > 0, else slope·z; at 0 the gradient is the slope (as torch)",
+      vjp=(lambda d, g, out, x, s: d.mul(g, d.add(d.step(x), d.mul(s, d.sub(1.0, d.step(x))))),
+           lambda d, g, out, x, s: d.mul(g, d.mul(x, d.sub(1.0, d.step(x))))))
+defop("identity", arity=1, shape=same, forward=lambda x: x, elementwise=True,
+      vjp=(lambda d, g, out, x: g,))
+defop("exp", arity=1, shape=same, forward=np.exp, elementwise=True,
+      vjp=(lambda d, g, out, x: d.mul(g, out),))
+defop("log", arity=1, shape=same, forward=np.log, elementwise=True,
+      stable={"softmax": "log_softmax", "sigmoid": "log_sigmoid"},
+      vjp=(lambda d, g, out, x: d.div(g, x),))
+defop("abs", arity=1, shape=same, forward=np.abs, elementwise=True,
+      doc="|z|; its gradient at 0 is 0 (as torch.abs)",
+      vjp=(lambda d, g, out, x: d.mul(g, d.sign(x)),))
+defop("sqrt", arity=1, shape=same, forward=np.sqrt, elementwise=True,
+      vjp=(lambda d, g, out, x: d.div(d.mul(g, 0.5), out),))
+defop("log_sigmoid", arity=1, shape=same, elementwise=True,
+      forward=lambda x: -stable_softplus(-x), doc="log(sigmoid(z)), finite for large |z|",
+      vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(d.neg(x))),))
+
+# along the last axis
+defop("softmax", arity=1, shape=at_least_vector, forward=softmax_fwd,
+      vjp=(lambda d, g, out, x: d.mul(out, d.sub(g, d.sum_last(d.mul(g, out)))),))
+defop("log_softmax", arity=1, shape=at_least_vector, forward=log_softmax_fwd,
+      vjp=(lambda d, g, out, x: d.sub(g, d.mul(d.exp(out), d.sum_last(g))),))
+defop("sum_last", arity=1, shape=last_axis_sum, callable=False,
+      forward=lambda info, x: x.sum(axis=-1, keepdims=True),
+      vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
+
+# reductions and layout
+defop("sum", arity=1, shape=scalar, forward=lambda info, x: x.sum(axis=per_sample_axes(info.arg_shapes[0])),
+      vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
+defop("mean", arity=1, shape=scalar, forward=lambda info, x: x.mean(axis=per_sample_axes(info.arg_shapes[0])),
+      vjp=(lambda d, g, out, x: d.mul(d.broadcast_like(g, x), 1.0 / n_elements(d, x)),))
+defop("transpose", arity=1, shape=lambda x: tuple(reversed(x)), forward=None, kernel_factory=transpose_kernel,
+      vjp=(lambda d, g, out, x: d.transpose(g),))
+defop("matmul", arity=2, shape=matmul_shape, forward=None, callable=False, kernel_factory=matmul_kernel, symbol="·",
+      doc="matrix product of per-sample vectors and matrices",
+      vjp=(matmul_grad_a, matmul_grad_b))
+defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel, callable=False,
+      vjp=(lambda d, g, out, a, b: d.matmul(g, b),
+           lambda d, g, out, a, b: d.matmul(a, g)))
+
+# plumbing the differentiator and the batch need
+defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel, callable=False,
+      doc="sums a value down to this node's shape and batch layout (undoes broadcasting)",
+      vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
+defop("broadcast_like", arity=2, shape=like_second, forward=None, kernel_factory=broadcast_like_kernel,
+      callable=False, doc="broadcasts its first argument to the shape and batch of its second",
+      vjp=(lambda d, g, out, x, ref: d.sum_to(g, like=x), None))
+defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel, callable=False,
+      differentiable=False, unbatched=True, doc="the number of samples in the batch (1 without one)")
+defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:], xs[0]), elementwise=True,
+      callable=False, symbol="Σ", doc="sums the gradients that reach a value read by several consumers",
+      vjp=lambda d, g, out, *xs: g)
+defop("one_hot", arity=2, shape=index_like, forward=one_hot_fwd, callable=False, differentiable=False,
+      doc="one-hot rows for class indices, as wide as the second argument")
+
+# losses: per-sample scalars, the mean over one sample's elements
+defop("mse", arity=2, shape=pairwise_loss,
+      forward=lambda info, y, t: mean_over(info, np.square(np.subtract(*aligned_pair(info, y, t)))),
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(y, t), 2.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(t, y), 2.0 / pairwise_size(d, y, t)))))
+defop("mae", arity=2, shape=pairwise_loss,
+      forward=lambda info, y, t: mean_over(info, np.abs(np.subtract(*aligned_pair(info, y, t)))),
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(y, t)), 1.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(t, y)), 1.0 / pairwise_size(d, y, t)))))
+
+
+def bce_fwd(info, p, t):
+    p, t = aligned_pair(info, p, t)
+    return mean_over(info, -(t * clamped_log(p) + (1 - t) * clamped_log(1 - p)))
+
+
+def bce_logits_fwd(info, z, t):
+    z, t = aligned_pair(info, z, t)
+    return mean_over(info, np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+
+
+def cross_entropy_fwd(info, p, t, log_p):
+    p, t = aligned_pair(info, p, t)
+    return class_mean(info, -(t * log_p(p)))
+
+
+def margin_loss(y, t, info, per_element):
+    y, t = aligned_pair(info, y, t)
+    return mean_over(info, per_element(t * y))
+
+
+defop("bce", arity=2, shape=pairwise_loss, forward=bce_fwd, stable={"sigmoid": "bce_logits"},
+      doc="binary cross entropy; log is clamped at -100 as in torch.nn.BCELoss",
+      vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.mul(p, d.sub(1.0, p)), float(pairwise_size(d, p, t))))),
+           lambda d, g, out, p, t: d.mul(g, d.mul(d.sub(d.log(d.sub(1.0, p)), d.log(p)), 1.0 / pairwise_size(d, p, t)))))
+defop("bce_logits", arity=2, shape=pairwise_loss, forward=bce_logits_fwd, callable=False,
+      doc="bce(sigmoid(z), t) computed from the logits z",
+      vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.sigmoid(z), t), 1.0 / pairwise_size(d, z, t))),
+           lambda d, g, out, z, t: d.mul(g, d.mul(z, -1.0 / pairwise_size(d, z, t)))))
+defop("cross_entropy", arity=2, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
+      forward=lambda info, p, t: cross_entropy_fwd(info, p, t, clamped_log),
+      vjp=(lambda d, g, out, p, t: d.mul(g, d.mul(d.div(t, p), -1.0 / class_rows(d, p, t))),
+           lambda d, g, out, p, t: d.mul(g, d.mul(d.log(p), -1.0 / class_rows(d, p, t)))))
+defop("cross_entropy_logits", arity=2, shape=class_loss, callable=False,
+      forward=lambda info, z, t: cross_entropy_fwd(info, z, t, lambda z: log_softmax_fwd(info, z)),
+      doc="cross_entropy(softmax(z), t) computed from the logits z",
+      vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(d.broadcast_like(t, z))), t), 1.0 / class_rows(d, z, t))),
+           lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
+defop("sparse_cross_entropy", arity=2, shape=sparse_class_loss, forward=sparse_ce_fwd,
+      stable={"softmax": "sparse_cross_entropy_logits"},
+      vjp=(lambda d, g, out, p, k: d.neg(d.mul(g, d.div(d.one_hot(k, p), p))), None))
+defop("sparse_cross_entropy_logits", arity=2, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
+      doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
+      vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
+defop("hinge", arity=2, shape=pairwise_loss,
+      forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.maximum(0, 1 - ty)),
+      doc="max(0, 1 - t·y); at the kink the gradient is -t (as sklearn; torch.clamp(min=0))",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t)))))
+defop("squared_hinge", arity=2, shape=pairwise_loss,
+      forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.square(np.maximum(0, 1 - ty))),
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))))
+defop("perceptron", arity=2, shape=pairwise_loss,
+      forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.maximum(0, -ty)),
+      doc="max(0, -t·y); at the kink the gradient is -t, so SGD with batch 1 is Rosenblatt's rule",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t)))))
+
+
+def user_functions() -> list[str]:
+    """The built-in functions a .nn file can call, aliases included."""
+    return sorted([n for n, op in REGISTRY.items() if op.callable] + list(ALIASES))

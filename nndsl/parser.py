@@ -1,0 +1,256 @@
+"""Pass 1, parse: source text -> `syntax.Program`, or an NndslError pointing at the problem."""
+from __future__ import annotations
+
+import threading
+import unicodedata
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lark import PostLex
+
+from . import syntax as S
+from .errors import NndslError, Span
+
+OPENERS = {"LPAR", "LSQB"}
+CLOSERS = {"RPAR", "RSQB"}
+
+
+def grammar_text() -> str:
+    """The grammar, from inside the installed package or, in a source checkout, from grammar/."""
+    packaged = resources.files("nndsl").joinpath("grammar/nndsl.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "grammar" / "nndsl.lark").read_text(encoding="utf-8")
+
+
+class BracketNewlines(PostLex):
+    """Drops newlines inside ( ) and [ ] so an expression may continue; ends the file with one."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self):
+        self.history: list[Token] = []
+
+    def process(self, stream):
+        depth = 0
+        last = None
+        self.history = []
+        for tok in stream:
+            if tok.type == "_NL" and depth > 0:
+                continue
+            if tok.type in OPENERS:
+                depth += 1
+            elif tok.type in CLOSERS:
+                depth = max(0, depth - 1)
+            self.history.append(tok)
+            last = tok
+            yield tok
+        if last is None or last.type != "_NL":
+            end = Token.new_borrow_pos("_NL", "\n", last) if last is not None else Token("_NL", "\n", 0, 1, 1, 1, 1, 0)
+            yield end
+
+
+_lock = threading.Lock()
+_comments: list[Token] = []
+_postlex = BracketNewlines()
+_parser = Lark(grammar_text(), parser="lalr", start=["start", "value"], propagate_positions=True,
+               maybe_placeholders=True, postlex=_postlex, lexer_callbacks={"COMMENT": _comments.append})
+
+
+def span_of(meta_or_token) -> Span:
+    m = meta_or_token
+    return Span(m.line, m.column, m.end_line, m.end_column)
+
+
+def union(a: Span, b: Span) -> Span:
+    return Span(a.line, a.column, b.end_line, b.end_column)
+
+
+def normalize_name(tok: Token) -> str:
+    name = unicodedata.normalize("NFKC", str(tok))
+    if not name.isidentifier():
+        raise NndslError(f"'{tok}' is not a valid name", span_of(tok))
+    return name
+
+
+def parse_number(tok: Token) -> S.Number:
+    return S.Number(float(tok), str(tok), span_of(tok))
+
+
+@v_args(meta=True, inline=True)
+class ToSyntax(Transformer_NonRecursive):
+    """Builds frozen syntax nodes; any rule without a method here is a bug and fails loudly."""
+
+    def __default__(self, data, children, meta):
+        raise AssertionError(f"no syntax node for grammar rule {data!r}")
+
+    # expressions
+    def number(self, meta, tok):
+        return parse_number(tok)
+
+    def name(self, meta, tok):
+        return S.Name(normalize_name(tok), span_of(tok))
+
+    def call(self, meta, func, *args):
+        return S.Call(normalize_name(func), tuple(a for a in args if a is not None), span_of(meta), span_of(func))
+
+    def array(self, meta, *items):
+        return S.Array(tuple(i for i in items if i is not None), span_of(meta))
+
+    def neg(self, meta, minus, operand):
+        return S.Unary("neg", operand, span_of(meta))
+
+    def _binary(op):
+        def build(self, meta, left, *rest):
+            symbol = str(rest[0]) if len(rest) == 2 else {"add": "+", "mul": "*", "div": "/"}.get(op, "")
+            return S.Binary(op, left, rest[-1], span_of(meta), symbol)
+        return build
+
+    add = _binary("add")
+    sub = _binary("sub")
+    mul = _binary("mul")
+    div = _binary("div")
+    pow = _binary("pow")
+    juxt = _binary("matmul")
+    matop = _binary("matmul")
+
+    # statements
+    def shape(self, meta, *sizes):
+        out = []
+        for tok in sizes:
+            if tok is None:
+                continue
+            if tok.type == "NAME":
+                out.append(S.Size(normalize_name(tok), span_of(tok)))
+            else:
+                out.append(S.Size(parse_int(tok, "a size"), span_of(tok)))
+        return tuple(out)
+
+    def model_stmt(self, meta, name):
+        return S.ModelStmt(normalize_name(name), span_of(meta))
+
+    def dim_stmt(self, meta, name, value):
+        return S.DimStmt(normalize_name(name), parse_int(value, "a dim"), span_of(meta), span_of(name))
+
+    def input_stmt(self, meta, name, shape):
+        return S.InputStmt(normalize_name(name), shape or (), span_of(meta), span_of(name))
+
+    def param_stmt(self, meta, name, shape, init):
+        return S.ParamStmt(normalize_name(name), shape or (), init, span_of(meta), span_of(name))
+
+    def output_stmt(self, meta, name, expr):
+        return S.OutputStmt(normalize_name(name), expr, span_of(meta), span_of(name))
+
+    def loss_stmt(self, meta, name, expr):
+        return S.LossStmt(normalize_name(name), expr, span_of(meta), span_of(name))
+
+    def def_stmt(self, meta, name, *rest):
+        *params, body = rest
+        names = tuple(normalize_name(p) for p in params if p is not None)
+        return S.DefStmt(normalize_name(name), names, body, span_of(meta), span_of(name))
+
+    def data_file(self, meta, path):
+        return S.DataFileStmt(str(path)[1:-1], span_of(meta))
+
+    def data_inline(self, meta, name, value):
+        return S.DataInlineStmt(normalize_name(name), value, span_of(meta), span_of(name))
+
+    def bind_stmt(self, meta, name, expr):
+        return S.BindStmt(normalize_name(name), expr, span_of(meta), span_of(name))
+
+    def start(self, meta, *statements):
+        return tuple(statements)
+
+    def value(self, meta, expr):
+        return expr
+
+
+def parse_int(tok: Token, what: str) -> int:
+    value = float(tok)
+    if value != int(value) or value < 1 or not str(tok).isdigit():
+        raise NndslError(f"{what} must be a positive integer, not {tok}", span_of(tok))
+    return int(value)
+
+
+# ---- translating Lark's errors -------------------------------------------------------------
+TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a quoted path", "_NL": "end of line",
+    "MINUS": "'-'", "MATOP": "'@'", "POWOP": "'^'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
+    "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "PLUS": "'+'", "STAR": "'*'", "SLASH": "'/'",
+    "SEMICOLON": "';'", "$END": "end of file",
+}
+EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR", "LSQB", "MINUS"}
+
+
+def describe(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type == "_NL":
+        return "end of line"
+    return f"'{tok}'"
+
+
+def expectation(expected: set[str]) -> str:
+    expected = {e for e in expected if not e.startswith("__")}
+    if EXPRESSION_STARTS & expected and len(expected - EXPRESSION_STARTS) <= 3:
+        return "an expression"
+    words = sorted({TOKEN_WORDS.get(e, f"'{e.lower()}'" if e.isupper() else e) for e in expected})
+    if len(words) > 5:
+        return "a statement" if "a name" in words else "something else"
+    return " or ".join(words)
+
+
+def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslError:
+    if isinstance(err, UnexpectedCharacters):
+        ch = source[err.pos_in_stream] if err.pos_in_stream < len(source) else ""
+        span = Span(err.line, err.column, err.line, err.column + 1)
+        if ch == "\"":
+            return NndslError("unterminated string", span)
+        return NndslError(f"unexpected character {ch!r} (U+{ord(ch):04X})" if ch else "unexpected character", span)
+    tok = err.token if isinstance(err, UnexpectedToken) else None
+    expected = set(getattr(err, "expected", ()) or ())
+    prev = None
+    if tok is not None:
+        for i, t in enumerate(history):
+            if t is tok and i > 0:
+                prev = history[i - 1]
+        if prev is None and history and tok.type == "$END":
+            prev = history[-1]
+    if tok is None or tok.type == "$END":
+        at = prev or (history[-1] if history else None)
+        span = Span(at.end_line, at.end_column, at.end_line, at.end_column + 1) if at is not None else Span(1, 1, 1, 2)
+        return NndslError(f"unexpected end of file, expected {expectation(expected)}", span)
+    span = span_of(tok)
+    if tok.type == "_NL":
+        span = Span(tok.line, tok.column, tok.line, tok.column + 1)
+    want = expectation(expected)
+    if prev is not None and prev.type != "_NL" and want == "an expression":
+        return NndslError(f"expected an expression after '{prev}', found {describe(tok)}", span)
+    if prev is not None and tok.type in OPENERS | CLOSERS | {"RPAR", "RSQB"} and tok.type in CLOSERS:
+        return NndslError(f"unbalanced {describe(tok)}", span)
+    return NndslError(f"unexpected {describe(tok)}, expected {want}", span)
+
+
+def parse(source: str, filename: str = "<string>", start: str = "start"):
+    """Parse a whole file (start="start") or a command-line value (start="value")."""
+    with _lock:
+        _comments.clear()
+        try:
+            tree = _parser.parse(source, start=start)
+        except UnexpectedInput as err:
+            raise translate(err, source, list(_postlex.history)).located(filename, source) from None
+        comments = tuple(S.Comment(str(c), span_of(c)) for c in _comments)
+    try:
+        result = ToSyntax().transform(tree)
+    except VisitError as err:
+        inner = err.orig_exc
+        if isinstance(inner, NndslError):
+            raise inner.located(filename, source) from None
+        raise
+    except NndslError as err:
+        raise err.located(filename, source) from None
+    if start == "value":
+        return result
+    return S.Program(result, comments, source, filename)
