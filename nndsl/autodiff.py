@@ -114,7 +114,7 @@ def unbroadcast(d: RuleBuilder, part, target, fresh: bool):
     p, t = nodes[part], nodes[target]
     if p["shape"] == t["shape"] and p["batched"] == t["batched"]:
         return part
-    if p["shape"] == t["shape"] and p["batched"] and not t["batched"] and fresh:
+    if p["shape"] == t["shape"] and p["batched"] and not t["batched"] and fresh and REGISTRY[p["op"]].batch_reducible:
         p["batched"] = False          # batch-reduced: sums its per-sample values (g^T x is one matmul)
         return part
     if not p["batched"] and t["batched"]:

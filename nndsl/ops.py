@@ -57,6 +57,9 @@ class Op:
     onnx: Callable | None = None          # export mapping, filled by nndsl.export_onnx
     differentiable: bool = True           # False: gradient is zero everywhere (step, sign, ...)
     unbatched: bool = False               # its value never carries the batch axis
+    # Can compute the sum over the batch of its per-sample values in one go (g^T x is one matrix
+    # product); only for ops whose gradient rules do not read their own output.
+    batch_reducible: bool = False
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -270,7 +273,7 @@ def broadcast_like_kernel(info: KernelInfo):
     def fn(x, ref):
         if bx and pad:
             x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
-        return np.broadcast_to(x, ref.shape)
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, ref.shape))
     return fn
 
 
@@ -348,21 +351,25 @@ def class_indices(k, n):
 def one_hot_fwd(info, k, ref):
     n = info.shape[-1]
     idx = class_indices(k, n)
-    return (idx[..., None] == np.arange(n)).astype(info.dtype)
+    rows = (idx[..., None] == np.arange(n)).astype(info.dtype)
+    return np.broadcast_to(rows, np.broadcast_shapes(rows.shape, ref.shape))
+
+
+def pick(x, idx):
+    """x[..., k] for per-sample class indices k (either side may lack the batch axis)."""
+    x = np.broadcast_to(x, np.broadcast_shapes(x.shape[:-1], idx.shape) + x.shape[-1:])
+    idx = np.broadcast_to(idx, x.shape[:-1])
+    return np.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
 
 
 def sparse_ce_fwd(info, p, k):
     n = info.arg_shapes[0][-1]
-    idx = class_indices(k, n)
-    picked = np.take_along_axis(p, idx[..., None], axis=-1)[..., 0]
-    return -clamped_log(picked)
+    return -clamped_log(pick(p, class_indices(k, n)))
 
 
 def sparse_ce_logits_fwd(info, z, k):
     n = info.arg_shapes[0][-1]
-    idx = class_indices(k, n)
-    picked = np.take_along_axis(z, idx[..., None], axis=-1)[..., 0]
-    return logsumexp(z)[..., 0] - picked
+    return logsumexp(z)[..., 0] - pick(z, class_indices(k, n))
 
 
 def tie_mask(a, b):
@@ -432,6 +439,7 @@ defop("sub", arity=2, shape=broadcast, callable=False, forward=np.subtract, elem
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: d.neg(g)))
 defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*",
+      batch_reducible=True,
       vjp=(lambda d, g, out, a, b: d.mul(g, b),
            lambda d, g, out, a, b: d.mul(g, a)))
 defop("div", arity=2, shape=broadcast, callable=False, forward=np.divide, elementwise=True, symbol="/",
@@ -505,9 +513,11 @@ defop("mean", arity=1, shape=scalar, forward=lambda info, x: x.mean(axis=per_sam
 defop("transpose", arity=1, shape=lambda x: tuple(reversed(x)), forward=None, kernel_factory=transpose_kernel,
       vjp=(lambda d, g, out, x: d.transpose(g),))
 defop("matmul", arity=2, shape=matmul_shape, forward=None, callable=False, kernel_factory=matmul_kernel, symbol="·",
+      batch_reducible=True,
       doc="matrix product of per-sample vectors and matrices",
       vjp=(matmul_grad_a, matmul_grad_b))
 defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel, callable=False,
+      batch_reducible=True,
       vjp=(lambda d, g, out, a, b: d.matmul(g, b),
            lambda d, g, out, a, b: d.matmul(a, g)))
 

@@ -1,0 +1,219 @@
+"""Every op in the registry: forward against NumPy (sample by sample), gradients against torch
+and central finite differences in float64, second derivatives against torch's double backward."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nndsl.autodiff import batch_mean, differentiate
+from nndsl.graph import GraphBuilder
+from nndsl.interpreter import execute, schedule
+from nndsl.ops import REGISTRY
+
+from oracles import CASES, LEAVES, sample
+
+OPS = sorted(set(REGISTRY) - LEAVES)
+B = 3
+# Which arguments carry the batch axis: all, all but the first (a parameter), none.
+LAYOUTS = ["batched", "param_first", "unbatched"]
+
+
+def test_every_op_has_a_reference():
+    missing = sorted(set(OPS) - set(CASES))
+    assert not missing, f"ops without a reference in tests/oracles.py: {missing}"
+
+
+def layout_flags(layout: str, n: int) -> list[bool]:
+    if layout == "batched":
+        return [True] * n
+    if layout == "param_first":
+        return [False] + [True] * (n - 1)
+    return [False] * n
+
+
+def build(opname: str, layout: str, seed: int = 0):
+    """A graph applying `opname` to leaves; returns (graph, leaf nodes, output node, leaf values)."""
+    case = CASES[opname]
+    rng = np.random.default_rng(seed)
+    builder = GraphBuilder()
+    flags = layout_flags(layout, len(case.shapes))
+    leaves, values = [], []
+    for i, (shape, batched) in enumerate(zip(case.shapes, flags)):
+        domain = case.domains[i] if case.domains else "normal"
+        leaves.append(builder.add("input" if batched else "param", shape=shape, batched=batched, name=f"a{i}"))
+        values.append(sample(domain, ((B,) if batched else ()) + shape, rng))
+    explicit = dict(case.explicit)
+    if "shape" in explicit:
+        explicit["batched"] = any(flags)
+    out = builder.add(opname, *leaves, **explicit)
+    return builder.graph, leaves, out, values, flags
+
+
+def reference(opname: str, values, flags, out_batched: bool):
+    fn = CASES[opname].numpy
+    if not any(flags):
+        return fn(*values)
+    per_sample = [fn(*[v[b] if f else v for v, f in zip(values, flags)]) for b in range(B)]
+    stacked = np.stack([np.asarray(p, dtype=np.float64) for p in per_sample])
+    return stacked if out_batched else stacked.sum(0)
+
+
+def run(graph, targets, feeds, dtype=np.float64):
+    return execute(schedule(graph, targets, dtype), graph, feeds)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("opname", [op for op in OPS if CASES.get(op) and CASES[op].numpy is not None])
+def test_forward_matches_numpy(opname, layout):
+    graph, leaves, out, values, flags = build(opname, layout)
+    (got,) = run(graph, [out], dict(zip(leaves, values)))
+    want = reference(opname, values, flags, graph.nodes[out]["batched"])
+    assert got.shape == np.shape(want)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_keeps_dtype(dtype):
+    for opname in ("add", "matmul", "softmax", "mse", "sigmoid"):
+        graph, leaves, out, values, _ = build(opname, "batched")
+        (got,) = run(graph, [out], {n: v.astype(dtype) for n, v in zip(leaves, values)}, dtype)
+        assert got.dtype == dtype, opname
+
+
+def test_batch_size():
+    builder = GraphBuilder()
+    x = builder.add("input", shape=(3,), batched=True)
+    n = builder.add("batch_size", x)
+    assert builder.graph.nodes[n]["batched"] is False
+    (got,) = run(builder.graph, [n], {x: np.zeros((7, 3))})
+    assert got == 7
+
+
+def objective_of(graph, out, seed=1):
+    """mean over the batch of sum(out * R): every output element gets a distinct weight."""
+    builder = GraphBuilder(graph)
+    weights = np.random.default_rng(seed).normal(0, 1, graph.nodes[out]["shape"])
+    weighted = builder.add("sum", builder.add("mul", out, builder.const(weights)))
+    return batch_mean(builder, weighted), weights
+
+
+def differentiable(opname, flags):
+    case = CASES[opname]
+    return [i for i in range(len(case.shapes)) if i not in case.no_grad]
+
+
+GRAD_OPS = [op for op in OPS if REGISTRY[op].differentiable and differentiable(op, [True] * 9)]
+
+
+@pytest.mark.parametrize("layout", ["batched", "param_first"])
+@pytest.mark.parametrize("opname", GRAD_OPS)
+def test_gradient_matches_finite_differences(opname, layout):
+    graph, leaves, out, values, flags = build(opname, layout)
+    objective, _ = objective_of(graph, out)
+    wrt = [leaves[i] for i in differentiable(opname, flags)]
+    full, grads = differentiate(graph, objective, wrt)
+    feeds = dict(zip(leaves, values))
+    analytic = run(full, [grads[n] for n in wrt], feeds)
+    loss_plan = schedule(graph, [objective], np.float64)
+    eps = 1e-6
+    for node, g in zip(wrt, analytic):
+        value = feeds[node]
+        assert g.shape == value.shape
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            keep = value[idx]
+            value[idx] = keep + eps
+            (up,) = execute(loss_plan, graph, feeds)
+            value[idx] = keep - eps
+            (down,) = execute(loss_plan, graph, feeds)
+            value[idx] = keep
+            numeric[idx] = (up - down) / (2 * eps)
+        err = np.abs(g - numeric) / np.maximum(1.0, np.maximum(np.abs(g), np.abs(numeric)))
+        assert err.max() < 1e-6, (opname, graph.nodes[node]["name"], g, numeric)
+
+
+def torch_objective(opname, values, flags, weights, create_graph=False):
+    fn = CASES[opname].torch
+    tensors = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
+    w = torch.tensor(weights, dtype=torch.float64)
+    total = 0
+    for b in range(B):
+        args = [t[b] if f else t for t, f in zip(tensors, flags)]
+        total = total + (fn(*args) * w).sum()
+    return total / B, tensors
+
+
+@pytest.mark.parametrize("layout", ["batched", "param_first"])
+@pytest.mark.parametrize("opname", [op for op in GRAD_OPS if CASES[op].torch is not None])
+def test_gradient_and_second_derivative_match_torch(opname, layout):
+    graph, leaves, out, values, flags = build(opname, layout)
+    objective, weights = objective_of(graph, out)
+    wrt_idx = differentiable(opname, flags)
+    wrt = [leaves[i] for i in wrt_idx]
+    full, grads = differentiate(graph, objective, wrt)
+    feeds = dict(zip(leaves, values))
+    ours = run(full, [objective] + [grads[n] for n in wrt], feeds)
+
+    loss, tensors = torch_objective(opname, values, flags, weights)
+    theirs = torch.autograd.grad(loss, [tensors[i] for i in wrt_idx], create_graph=True)
+    np.testing.assert_allclose(ours[0], loss.item(), rtol=1e-10)
+    for g, t in zip(ours[1:], theirs):
+        np.testing.assert_allclose(g, t.detach().numpy(), rtol=1e-6, atol=1e-10)
+
+    # Differentiate the backward graph again: d/dx (grad · v) is a Hessian-vector product.
+    rng = np.random.default_rng(2)
+    directions = [rng.normal(0, 1, feeds[n].shape) for n in wrt]
+    builder = GraphBuilder(full)
+    dirs = {n: builder.add("input" if full.nodes[n]["batched"] else "param", shape=full.nodes[n]["shape"],
+                           batched=full.nodes[n]["batched"]) for n in wrt}
+    terms = [builder.add("sum_to", builder.add("mul", grads[n], dirs[n]), shape=(), batched=False) for n in wrt]
+    total = terms[0]
+    for t in terms[1:]:
+        total = builder.add("add", total, t)
+    second_graph, second = differentiate(full, total, wrt)
+    feeds2 = dict(feeds)
+    feeds2.update({dirs[n]: v for n, v in zip(wrt, directions)})
+    hvp = run(second_graph, [second[n] for n in wrt], feeds2)
+    dot = sum((t * torch.tensor(v)).sum() for t, v in zip(theirs, directions))
+    if not dot.requires_grad:            # torch: the gradient does not depend on the inputs
+        expected = [np.zeros_like(v) for v in directions]
+    else:
+        expected = [e.numpy(force=True) if e is not None else np.zeros_like(v) for e, v in
+                    zip(torch.autograd.grad(dot, [tensors[i] for i in wrt_idx], allow_unused=True), directions)]
+    for h, e in zip(hvp, expected):
+        np.testing.assert_allclose(h, e, rtol=1e-6, atol=1e-9)
+
+
+# ---- the kinks, decided once and matching PyTorch -------------------------------------------
+def grad_at(opname, values, flags=None):
+    case = CASES[opname]
+    builder = GraphBuilder()
+    flags = flags or [False] * len(values)
+    leaves = [builder.add("param", shape=np.shape(v), batched=False) for v in values]
+    out = builder.add(opname, *leaves)
+    objective = batch_mean(builder, builder.add("sum", out) if builder.graph.nodes[out]["shape"] else out)
+    full, grads = differentiate(builder.graph, objective, leaves)
+    return run(full, [grads[n] for n in leaves], dict(zip(leaves, [np.asarray(v, float) for v in values])))
+
+
+def torch_grad(fn, values):
+    tensors = [torch.tensor(np.asarray(v, float), requires_grad=True) for v in values]
+    fn(*tensors).sum().backward()
+    return [t.grad.numpy() for t in tensors]
+
+
+@pytest.mark.parametrize("opname, values, fn", [
+    ("relu", [np.array([-1.0, 0.0, 2.0])], torch.relu),
+    ("abs", [np.array([-1.0, 0.0, 2.0])], torch.abs),
+    ("max", [np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 4.0])], torch.maximum),
+    ("min", [np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 4.0])], torch.minimum),
+    ("leaky_relu", [np.array([-1.0, 0.0, 2.0]), np.array(0.1)], lambda x, s: torch.where(x > 0, x, s * x)),
+    ("hinge", [np.array([1.0, -1.0, 0.5]), np.array([1.0, -1.0, 1.0])],
+     lambda y, t: torch.clamp(1 - t * y, min=0).mean()),
+    ("perceptron", [np.array([0.0, 0.0, 1.0]), np.array([1.0, -1.0, 1.0])],
+     lambda y, t: torch.clamp(-t * y, min=0).mean()),
+])
+def test_kink_rules_match_pytorch(opname, values, fn):
+    for ours, theirs in zip(grad_at(opname, values), torch_grad(fn, values)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
