@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import NndslError
+from .errors import NndslError, file_error
 from .model import Model, load
 from .ops import fmt_shape
 
@@ -23,7 +23,7 @@ def write_atomic(path: Path, write) -> None:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise NndslError(f"{path}: folder {folder} does not exist")
+        raise file_error(path, f"folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:

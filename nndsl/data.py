@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NndslError, Span
+from .errors import NndslError, Span, file_error
 from .parser import parse
 from .resolve import literal_array
 
@@ -48,13 +48,13 @@ def read_value_file(path: Path, name: str, shape: tuple) -> np.ndarray:
         size = prod(shape)
         if values.ndim == 2 and values.shape[1] == size:
             return values.reshape((len(values),) + tuple(shape))
-        raise NndslError(f"{path}: has {values.shape[1] if values.ndim == 2 else 0} columns, but input "
+        raise file_error(path, f"has {values.shape[1] if values.ndim == 2 else 0} columns, but input "
                          f"'{name}' has {size} element{'s' * (size != 1)} per sample")
     arrays = load_arrays(path)
     if suffix == ".npy":
         return arrays[""]
     if name not in arrays:
-        raise NndslError(f"{path}: no array named '{name}' (it has: {', '.join(sorted(arrays)) or 'none'})")
+        raise file_error(path, f"no array named '{name}' (it has: {', '.join(sorted(arrays)) or 'none'})")
     return arrays[name]
 
 
@@ -68,17 +68,17 @@ def load_arrays(path: Path) -> dict:
             with loaded:
                 return {key: as_numbers(loaded[key], path, key) for key in loaded.files}
     except FileNotFoundError:
-        raise NndslError(f"{path}: no such file") from None
+        raise file_error(path, "no such file") from None
     except IsADirectoryError:
-        raise NndslError(f"{path}: is a directory") from None
+        raise file_error(path, "is a directory") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         reason = "it holds Python objects, which are not loaded" if "pickle" in str(err) else "not a valid NumPy file"
-        raise NndslError(f"{path}: cannot read: {reason}") from None
+        raise file_error(path, f"cannot read: {reason}") from None
 
 
 def as_numbers(array: np.ndarray, path: Path, key: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
-        raise NndslError(f"{path}: array '{key}' holds {array.dtype} values, not numbers")
+        raise file_error(path, f"array '{key}' holds {array.dtype} values, not numbers")
     return array.astype(np.float64)
 
 
@@ -87,9 +87,9 @@ def read_csv(path: Path, header: bool | None):
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise NndslError(f"{path}: no such file") from None
+        raise file_error(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise NndslError(f"{path}: cannot read: {getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
+        raise file_error(path, f"cannot read: {getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
     lines = list(csv.reader(io.StringIO(text)))
     names = None
     start = 0
@@ -117,7 +117,7 @@ def read_csv(path: Path, header: bool | None):
             col += len(cell) + 1
         rows.append(row)
     if not rows:
-        raise NndslError(f"{path}: no data rows")
+        raise file_error(path, "no data rows")
     return rows, names
 
 
@@ -135,7 +135,7 @@ def read_data_file(path: Path, shapes: dict) -> dict:
     if suffix == ".npz":
         return {k: v for k, v in load_arrays(path).items()}
     if suffix != ".csv":
-        raise NndslError(f"{path}: a data file is .npz or .csv")
+        raise file_error(path, "a data file is .npz or .csv")
     rows, names = read_csv(path, header=True)
     table = np.asarray(rows, dtype=np.float64)
     columns: dict = {}
@@ -153,6 +153,6 @@ def read_data_file(path: Path, shapes: dict) -> dict:
         missing = [i for i in want if i not in cells]
         if missing:
             label = name + ("[" + ",".join(map(str, missing[0])) + "]" if missing[0] else "")
-            raise NndslError(f"{path}: input '{name}' needs column '{label}'")
+            raise file_error(path, f"input '{name}' needs column '{label}'")
         out[name] = table[:, [cells[i] for i in want]].reshape((len(table),) + shape)
     return out

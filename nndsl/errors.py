@@ -54,3 +54,8 @@ class NndslError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def file_error(path, message: str) -> NndslError:
+    """A problem with a whole file (missing, unreadable, wrong kind): `FILE: error: message`."""
+    return NndslError(message, filename=str(path))

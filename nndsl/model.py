@@ -9,7 +9,7 @@ import numpy as np
 from . import syntax as S
 from .autodiff import batch_mean, differentiate
 from .data import parse_value, read_data_file
-from .errors import NndslError
+from .errors import NndslError, file_error
 from .graph import GraphBuilder, span_of
 from .initializers import draw, parse_init
 from .interpreter import execute, needed, schedule
@@ -39,9 +39,9 @@ def load(path, dims: dict | None = None, *, dtype="float32") -> "Model":
     try:
         source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NndslError(f"{path}: no such file") from None
+        raise file_error(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise NndslError(f"{path}: cannot read: {getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
+        raise file_error(path, f"cannot read: {getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
     return compile(source, dims, filename=str(path), dtype=dtype)
 
 
@@ -117,10 +117,11 @@ class Model:
             try:
                 data.update(read_data_file(path, shapes))
             except NndslError as err:
-                if err.span is None and err.filename is None:
-                    err.span = span
-                    err.located(self.filename, self.program.source)
-                raise
+                if err.span is not None:
+                    raise
+                where = f"{err.filename}: " if err.filename else ""
+                raise NndslError(f"data file {where}{err.message}", span, filename=self.filename,
+                                 source=self.program.source) from None
         data.update({name: value for name, (value, _) in self.resolved.data_inline.items()})
         return data
 

@@ -202,6 +202,19 @@ def expectation(expected: set[str]) -> str:
     return " or ".join(words)
 
 
+def unclosed_bracket(history: list[Token], upto: Token | None) -> Token | None:
+    """The innermost bracket still open when the parser reached `upto` (None: the end)."""
+    stack = []
+    for t in history:
+        if t is upto:
+            break
+        if t.type in OPENERS:
+            stack.append(t)
+        elif t.type in CLOSERS and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
 def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslError:
     if isinstance(err, UnexpectedCharacters):
         ch = source[err.pos_in_stream] if err.pos_in_stream < len(source) else ""
@@ -219,17 +232,23 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
         if prev is None and history and tok.type == "$END":
             prev = history[-1]
     if tok is None or tok.type == "$END":
+        opener = unclosed_bracket(history, None)
+        if opener is not None:
+            return NndslError(f"'{opener}' is never closed", span_of(opener))
         at = prev or (history[-1] if history else None)
         span = Span(at.end_line, at.end_column, at.end_line, at.end_column + 1) if at is not None else Span(1, 1, 1, 2)
         return NndslError(f"unexpected end of file, expected {expectation(expected)}", span)
+    opener = unclosed_bracket(history, tok)
+    if opener is not None and (tok.type == "_NL" or tok.line > opener.line):
+        return NndslError(f"'{opener}' is never closed", span_of(opener))
     span = span_of(tok)
     if tok.type == "_NL":
         span = Span(tok.line, tok.column, tok.line, tok.column + 1)
     want = expectation(expected)
     if prev is not None and prev.type != "_NL" and want == "an expression":
         return NndslError(f"expected an expression after '{prev}', found {describe(tok)}", span)
-    if prev is not None and tok.type in OPENERS | CLOSERS | {"RPAR", "RSQB"} and tok.type in CLOSERS:
-        return NndslError(f"unbalanced {describe(tok)}", span)
+    if tok.type in CLOSERS and unclosed_bracket(history, tok) is None:
+        return NndslError(f"{describe(tok)} has no matching opening bracket", span)
     return NndslError(f"unexpected {describe(tok)}, expected {want}", span)
 
 
