@@ -163,6 +163,12 @@ class Model:
             plan = self._plans[key] = schedule(graph, targets, self.dtype)
         return plan
 
+    def execute(self, plan, graph, feeds) -> list:
+        try:
+            return execute(plan, graph, feeds)
+        except NndslError as err:
+            raise err.located(self.filename, self.program.source) from None
+
     def run(self, params: dict | None = None, **inputs) -> dict:
         """Forward evaluation: {output name: array}, plus the per-sample loss when its inputs are given."""
         params = self.check_params(params)
@@ -177,7 +183,7 @@ class Model:
         plan = self.plan(key, self.graph, list(targets.values()))
         self.require_data(plan, feeds)
         feeds.update({self.params[n]: v for n, v in params.items()})
-        values = execute(plan, self.graph, feeds)
+        values = self.execute(plan, self.graph, feeds)
         out = {}
         for name, value in zip(targets, values):
             if single and self.graph.nodes[targets[name]]["batched"]:
@@ -206,7 +212,7 @@ class Model:
         plan = self.plan("objective", graph, [objective])
         self.require_data(plan, feeds)
         feeds.update({self.params[n]: v for n, v in params.items()})
-        (value,) = execute(plan, graph, feeds)
+        (value,) = self.execute(plan, graph, feeds)
         return float(value)
 
     def require_data(self, plan, feeds):
@@ -239,7 +245,7 @@ class Model:
         plan = self.plan(("grad", wrt), graph, [objective] + list(grads.values()))
         self.require_data(plan, feeds)
         feeds.update({self.params[n]: v for n, v in params.items()})
-        loss, *values = execute(plan, graph, feeds)
+        loss, *values = self.execute(plan, graph, feeds)
         out = {}
         for name, value in zip(grads, values):
             if single and graph.nodes[grads[name]]["batched"]:
@@ -275,4 +281,4 @@ class Model:
         feeds.update({self.params[n]: v for n, v in params.items()})
         feeds.update({directions[n]: np.asarray(vector[n], dtype=self.dtype) for n in wrt})
         plan = self.plan(key, graph, outs)
-        return dict(zip(wrt, execute(plan, graph, feeds)))
+        return dict(zip(wrt, self.execute(plan, graph, feeds)))
