@@ -13,10 +13,9 @@ import networkx as nx
 from . import syntax as S
 from .errors import NndslError
 from .graph import GraphBuilder
-from .ops import REGISTRY, fmt_shape, lookup, user_functions
+from .ops import fmt_shape, lookup, user_functions
 from .resolve import Resolved, literal_array
 
-LEAVES = ("input", "param", "const")
 
 
 @dataclass

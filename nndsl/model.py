@@ -37,7 +37,7 @@ def compile(source: str, dims: dict | None = None, *, filename: str = "<string>"
 def load(path, dims: dict | None = None, *, dtype="float32") -> "Model":
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise file_error(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -151,8 +151,8 @@ class Model:
                                  f"{fmt_shape(shape)} for one sample or {fmt_shape(('B',) + shape)} for a batch", name)
         batches = {n: b for n, b in sizes.items() if b is not None}
         if len(set(batches.values())) > 1 or (batches and len(batches) != len(sizes)):
-            described = ", ".join(f"'{n}' has {b if b is not None else 'one sample'}" +
-                                  (" samples" if b is not None else "") for n, b in sizes.items())
+            described = ", ".join(f"'{n}' has " + ("one sample" if b is None else f"{b} sample" + "s" * (b != 1))
+                                  for n, b in sizes.items())
             raise NndslError(f"inputs disagree on the batch: {described}")
         return feeds, not batches
 

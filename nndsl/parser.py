@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lark import PostLex
 
 from . import syntax as S
@@ -68,8 +68,13 @@ def union(a: Span, b: Span) -> Span:
     return Span(a.line, a.column, b.end_line, b.end_column)
 
 
+KEYWORDS = ("model", "dim", "input", "param", "output", "loss", "def", "data")
+
+
 def normalize_name(tok: Token) -> str:
     name = unicodedata.normalize("NFKC", str(tok))
+    if name in KEYWORDS:
+        raise NndslError(f"'{name}' is a reserved word and cannot be a name", span_of(tok))
     if not name.isidentifier():
         raise NndslError(f"'{tok}' is not a valid name", span_of(tok))
     return name
@@ -226,11 +231,10 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
     expected = set(getattr(err, "expected", ()) or ())
     prev = None
     if tok is not None:
-        for i, t in enumerate(history):
-            if t is tok and i > 0:
-                prev = history[i - 1]
-        if prev is None and history and tok.type == "$END":
-            prev = history[-1]
+        # The token before the offending one (which the lexer may not have handed on yet).
+        before = [t for t in history if t is not tok and t.type != "$END"
+                  and (tok.type == "$END" or (t.end_pos or 0) <= (tok.start_pos or 0))]
+        prev = before[-1] if before else None
     if tok is None or tok.type == "$END":
         opener = unclosed_bracket(history, None)
         if opener is not None:
@@ -245,6 +249,8 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
     if tok.type == "_NL":
         span = Span(tok.line, tok.column, tok.line, tok.column + 1)
     want = expectation(expected)
+    if prev is not None and str(prev) in KEYWORDS and tok.type in ("EQUAL", "LPAR"):
+        return NndslError(f"'{prev}' is a reserved word and cannot be a name", span_of(prev))
     if prev is not None and prev.type != "_NL" and want == "an expression":
         return NndslError(f"expected an expression after '{prev}', found {describe(tok)}", span)
     if tok.type in CLOSERS and unclosed_bracket(history, tok) is None:

@@ -20,6 +20,8 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
             continue
         args = arguments(graph, node)
         inner = args[0]
+        while graph.nodes[inner]["op"] == "identity":      # look through aliases (`q = p`)
+            (inner,) = arguments(graph, inner)
         fused_op = fused.get(graph.nodes[inner]["op"])
         if fused_op is None:
             continue
@@ -32,6 +34,6 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
             else:
                 graph.add_edge(a, node, arg=pos, positions=(pos,))
         attrs["op"] = fused_op
-        if graph.out_degree(inner) == 0 and graph.nodes[inner]["name"] is None:
-            graph.remove_node(inner)
+        if graph.out_degree(args[0]) == 0 and graph.nodes[args[0]]["name"] is None:
+            graph.remove_node(args[0])
     return graph

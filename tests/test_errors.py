@@ -17,7 +17,7 @@ CASES = {
         "m.nn:2:8: error: expected an expression after '+', found end of line\n    y = x +\n           ^"),
     "operator where an expression belongs": (
         "input x[2]\ny = x + * 2\n",
-        "m.nn:2:9: error: unexpected '*', expected an expression\n    y = x + * 2\n            ^"),
+        "m.nn:2:9: error: expected an expression after '+', found '*'\n    y = x + * 2\n            ^"),
     "bracket never closed": (
         "input x[2]\ny = (x + 1\nz = 2\n",
         "m.nn:2:5: error: '(' is never closed\n    y = (x + 1\n        ^"),
