@@ -46,11 +46,10 @@ class RuleBuilder:
 
 def batch_mean(builder: GraphBuilder, loss):
     """The training objective: the per-sample loss averaged over the batch."""
-    attrs = builder.graph.nodes[loss]
     span = span_of(builder.graph, loss)
-    total = builder.add("sum_to", loss, shape=(), batched=False, span=span, scope=attrs["scope"])
-    count = builder.add("batch_size", loss, span=span, scope=attrs["scope"])
-    return builder.add("div", total, count, span=span, scope=attrs["scope"], name="objective")
+    total = builder.add("sum_to", loss, shape=(), batched=False, span=span)
+    count = builder.add("batch_size", loss, span=span)
+    return builder.add("div", total, count, span=span, name="objective")
 
 
 def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, dict]:
@@ -98,11 +97,12 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, 
 
 
 def downstream(graph: nx.DiGraph, sources) -> set:
+    """Nodes a change of `sources` reaches through differentiable ops (gradients flow back there)."""
     seen = set(sources)
     stack = list(sources)
     while stack:
         for succ in graph.successors(stack.pop()):
-            if succ not in seen:
+            if succ not in seen and REGISTRY[graph.nodes[succ]["op"]].differentiable:
                 seen.add(succ)
                 stack.append(succ)
     return seen

@@ -18,8 +18,9 @@ from .ops import fmt_shape
 
 
 # ---- helpers -----------------------------------------------------------------------------
-def write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
+def write_atomic(path: Path, write, mode: int | None = None) -> None:
+    """Write through a temporary file in the same folder, then rename it into place. The file
+    gets `mode`, or the permissions an ordinary open() would give it."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -28,6 +29,11 @@ def write_atomic(path: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,8 +69,10 @@ def load_params(model: Model, args) -> dict:
 
 
 def gather_data(model: Model, args) -> dict:
-    """Inputs from the model's data statements, then --data, then -i (later ones win)."""
-    data = model.default_data()
+    """Inputs from --data, then -i (later ones win); the model's own `data` statements when neither
+    is given (they are one data set: mixing their samples with other inputs would be a guess)."""
+    given = getattr(args, "data", None) or getattr(args, "input", None)
+    data = {} if given else model.default_data()
     if getattr(args, "data", None):
         data.update(model.read_data(args.data))
     for item in getattr(args, "input", None) or ():
@@ -94,6 +102,9 @@ def table(rows: list, header: tuple, right: tuple = ()) -> str:
 
 def print_array(name: str, value) -> None:
     value = np.asarray(value)
+    if value.ndim == 0:
+        print(f"{name} = {float(value):.6g}")
+        return
     print(f"{name}  {fmt_shape(value.shape)}")
     print(np.array2string(value, precision=6, suppress_small=False, max_line_width=100, threshold=200))
 
@@ -191,6 +202,42 @@ def cmd_grad(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_fmt(args) -> int:
+    from .fmt import format_source, unified_diff
+    from .parser import read_source
+    path = Path(args.file)
+    source = read_source(path)
+    formatted = format_source(source, str(path))
+    if formatted == source:
+        print(f"{path} already formatted")
+        return 0
+    if args.check:
+        print(f"would reformat {path}")
+        sys.stdout.write(unified_diff(source, formatted, path))
+        return 1
+    target = path.resolve()                    # through a symlink, keeping the file's mode
+    write_atomic(target, lambda fh: fh.write(formatted.encode("utf-8")), mode=target.stat().st_mode & 0o7777)
+    print(f"reformatted {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import BINARY_FORMATS, export, format_of
+    fmt = args.format or format_of(args.output)
+    if fmt in BINARY_FORMATS and not args.output:
+        raise NndslError(f"--format {fmt} is binary: give an output file with -o FILE.{fmt}")
+    model = load_model(args)
+    params = load_params(model, args) if fmt == "onnx" else None
+    result = export(model, fmt, grad=args.grad, params=params, clusters=not args.no_clusters)
+    if not args.output:
+        sys.stdout.write(result)
+        return 0
+    data = result.encode("utf-8") if isinstance(result, str) else result
+    write_atomic(Path(args.output), lambda fh: fh.write(data))
+    print(f"wrote {args.output}")
+    return 0
+
+
 # ---- the parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -226,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", parents=[common], help="write initial parameters")
     p.add_argument("-o", "--output", metavar="P.npz", help="where (default: FILE's stem + .params.npz)")
     p.set_defaults(func=cmd_init)
+    from .export import FORMATS
+    p = sub.add_parser("export", parents=[common], help="the graph as " + ", ".join(FORMATS))
+    p.add_argument("--format", choices=FORMATS, help="default: from the -o extension, else dot")
+    p.add_argument("--grad", action="store_true", help="add the backward graph (not for onnx)")
+    p.add_argument("--params", metavar="P.npz", help="onnx: parameters (default: the declared initialisers)")
+    p.add_argument("--no-clusters", action="store_true", help="dot, svg, png: don't box the calls of functions")
+    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically); text formats default to stdout")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("fmt", parents=[common], help="rewrite FILE in the canonical style")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 (with a diff) if FILE would change")
+    p.set_defaults(func=cmd_fmt)
     return parser
 
 

@@ -9,13 +9,13 @@ import numpy as np
 from . import syntax as S
 from .autodiff import batch_mean, differentiate
 from .data import parse_value, read_data_file
-from .errors import NndslError, file_error
+from .errors import NndslError
 from .graph import GraphBuilder, span_of
 from .initializers import draw, parse_init
 from .interpreter import execute, needed, schedule
 from .lower import lower
 from .ops import fmt_shape
-from .parser import parse
+from .parser import parse, read_source
 from .resolve import resolve
 from .rewrite import rewrite_stable
 
@@ -35,13 +35,7 @@ def compile(source: str, dims: dict | None = None, *, filename: str = "<string>"
 
 
 def load(path, dims: dict | None = None, *, dtype="float32") -> "Model":
-    path = Path(path)
-    try:
-        source = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise file_error(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise file_error(path, f"cannot read: {getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
+    source = read_source(path)
     return compile(source, dims, filename=str(path), dtype=dtype)
 
 

@@ -11,6 +11,7 @@ negative axes), and `kernel()` aligns batched operands of elementwise ops.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from math import prod
 from typing import Callable
@@ -54,7 +55,7 @@ class Op:
     callable: bool = True                 # can be called by name from a .nn file
     doc: str = ""
     stable: dict = field(default_factory=dict)   # {inner op of arg 0: fused op}, see rewrite pass
-    onnx: Callable | None = None          # export mapping, filled by nndsl.export_onnx
+    onnx: Callable | None = None          # (e, *value names) -> value name: see nndsl.export_onnx
     differentiable: bool = True           # False: gradient is zero everywhere (step, sign, ...)
     unbatched: bool = False               # its value never carries the batch axis
     # Can compute the sum over the batch of its per-sample values in one go (g^T x is one matrix
@@ -195,10 +196,7 @@ def kernel(op: Op, info: KernelInfo):
     if op.elementwise:
         fn = elementwise_kernel(op, info)
     else:
-        forward = op.forward
-
-        def fn(*xs):
-            return forward(info, *xs)
+        fn = functools.partial(op.forward, info)
     if not info.batched and any(info.arg_batched):
         # A batch-reduced node: its value is the sum over samples of the per-sample result.
         inner = fn
@@ -374,7 +372,11 @@ def sparse_ce_logits_fwd(info, z, k):
 
 def tie_mask(a, b):
     """1 where a > b, 1/2 where a == b, 0 elsewhere: how max/min share gradient (as PyTorch)."""
-    return (a > b) + 0.5 * (a == b)
+    mask = (a > b).astype(np.result_type(a, b))
+    ties = a == b
+    if ties.any():
+        mask = np.where(ties, mask.dtype.type(0.5), mask)
+    return mask
 
 
 # ---- gradient rules (d builds registry nodes; g is the incoming gradient; out the node) ----
@@ -424,124 +426,300 @@ def matmul_grad_b(d, g, out, a, b):
     return d.matmul(d.transpose(a), g)             # [n,m]·[m] or [n,m]·[m,p]
 
 
+# ---- ONNX mappings (e is an nndsl.export_onnx.Emitter; arguments and results are value names) ----
+# A batched value keeps its leading batch axis, so reductions use negative axes; operands of
+# elementwise ops arrive aligned, and a batch-reduced node is summed over samples afterwards.
+def onnx_same(op_type: str, **attributes):
+    """An op that is one ONNX node of the same arity."""
+    return lambda e, *xs: e(op_type, *xs, **attributes)
+
+
+def onnx_const(e):
+    return e.const(e.attrs["value"])
+
+
+def onnx_step(e, x):
+    return e.cast(e("Greater", x, e.const(0.0)))
+
+
+def onnx_tie_mask(e, a, b):
+    return e("Add", e.cast(e("Greater", a, b)), e("Mul", e.const(0.5), e.cast(e("Equal", a, b))))
+
+
+def onnx_leaky_relu(e, x, slope):
+    return e("Where", e("Greater", x, e.const(0.0)), x, e("Mul", x, slope))
+
+
+def onnx_log_sigmoid(e, x):
+    return e("Neg", e("Softplus", e("Neg", x)))
+
+
+def onnx_reduce(op_type: str):
+    """sum or mean over all per-sample axes."""
+    return lambda e, x: e.reduce(op_type, x, e.per_sample_axes())
+
+
+def onnx_transpose(e, x):
+    rank = len(e.arg_shapes[0])
+    if rank < 2:
+        return e("Identity", x)
+    lead = [0] if e.arg_batched[0] else []
+    start = len(lead)
+    return e("Transpose", x, perm=lead + [start + i for i in reversed(range(rank))])
+
+
+def onnx_matmul(e, a, b):
+    (ra, rb), (ba, bb) = (len(s) for s in e.arg_shapes), e.arg_batched
+    if bb and rb == 1 and not ba:
+        # W x (or w · x) over a batch: one matrix product x Wᵀ, never a loop over samples
+        return e("MatMul", b, e("Transpose", a, perm=[1, 0]) if ra == 2 else a)
+    if not (ba and bb):
+        return e("MatMul", a, b)        # numpy.matmul rules: the unbatched side broadcasts
+    a = e.unsqueeze(a, [-2]) if ra == 1 else a          # both batched: per-sample matrices,
+    b = e.unsqueeze(b, [-1]) if rb == 1 else b          # then drop the axes that were added
+    added = ([-2] if ra == 1 else []) + ([-1] if rb == 1 else [])
+    out = e("MatMul", a, b)
+    return e.squeeze(out, added) if added else out
+
+
+def onnx_outer(e, a, b):
+    return e("Mul", e.unsqueeze(a, [-1]), e.unsqueeze(b, [-2]))
+
+
+def onnx_sum_to(e, x):
+    """Undo broadcasting per sample: sum the leading axes away, sum size-1 axes keeping them;
+    the exporter sums over the batch when the node has none."""
+    src, dst = e.arg_shapes[0], e.shape
+    lead = len(src) - len(dst)
+    x = e.reduce("ReduceSum", x, range(-len(src), -len(src) + lead))
+    kept = [i - len(dst) for i, (s, d) in enumerate(zip(src[lead:], dst)) if d == 1 and s != 1]
+    return e.reduce("ReduceSum", x, kept, keepdims=True)
+
+
+def onnx_broadcast_like(e, x, ref):
+    (x,) = e.aligned(x)
+    return e("Expand", x, e("Shape", ref))
+
+
+def onnx_batch_size(e, x):
+    if not e.arg_batched[0]:
+        return e.const(1.0)
+    return e.cast(e("Gather", e("Shape", x), e.const(0, dtype=np.int64)))
+
+
+def onnx_class_mask(e, k, n: int):
+    """One-hot rows [..., n] for float class indices k (whole numbers, as the data holds them)."""
+    return e.cast(e("Equal", e.unsqueeze(k, [-1]), e.const(np.arange(n))))
+
+
+def onnx_one_hot(e, k, ref):
+    return e("Expand", onnx_class_mask(e, k, e.shape[-1]), e("Shape", ref))
+
+
+def onnx_pick(e, x, k):
+    """x[..., k]: the entry of the class axis at each sample's class index."""
+    return e.reduce("ReduceSum", e("Mul", x, onnx_class_mask(e, k, e.arg_shapes[0][-1])), [-1])
+
+
+def onnx_clamped_log(e, x):
+    return e("Max", e("Log", x), e.const(-100.0))
+
+
+def onnx_pairwise_loss(per_element):
+    """A loss that is the mean over one sample's elements of per_element(e, y, t)."""
+    def mapping(e, y, t):
+        y, t = e.aligned(y, t)
+        return e.reduce("ReduceMean", per_element(e, y, t), e.per_sample_axes())
+    return mapping
+
+
+def onnx_class_loss(log_p):
+    """Cross entropy: -t log p summed over the class axis, mean over other per-sample axes."""
+    def mapping(e, p, t):
+        p, t = e.aligned(p, t)
+        total = e.reduce("ReduceSum", e("Neg", e("Mul", t, log_p(e, p))), [-1])
+        return e.reduce("ReduceMean", total, e.per_sample_axes()[1:])
+    return mapping
+
+
+def onnx_bce(e, p, t):
+    one_minus = e("Sub", e.const(1.0), t)
+    both = e("Add", e("Mul", t, onnx_clamped_log(e, p)),
+             e("Mul", one_minus, onnx_clamped_log(e, e("Sub", e.const(1.0), p))))
+    return e("Neg", both)
+
+
+def onnx_bce_logits(e, z, t):
+    """max(z, 0) - z t + log1p(exp(-|z|)), the last term as Softplus(-|z|)."""
+    return e("Add", e("Sub", e("Max", z, e.const(0.0)), e("Mul", z, t)), e("Softplus", e("Neg", e("Abs", z))))
+
+
+def onnx_margin(e, y, t):
+    return e("Sub", e.const(1.0), e("Mul", t, y))
+
+
+def onnx_square(e, x):
+    return e("Mul", x, x)
+
+
 # ---- the ops -----------------------------------------------------------------------------
 # leaves
-defop("input", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a per-sample input")
-defop("param", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a trainable tensor")
+defop("input", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a per-sample input",
+      onnx=lambda e: e.graph_input())
+defop("param", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a trainable tensor",
+      onnx=lambda e: e.parameter())
 defop("const", arity=0, shape=scalar, forward=None, kernel_factory=const_kernel, callable=False,
+      onnx=onnx_const,
       differentiable=False, doc="a constant")
 
 # elementwise arithmetic
 defop("add", arity=2, shape=broadcast, callable=False, forward=np.add, elementwise=True, symbol="+",
+      onnx=onnx_same("Add"),
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: g))
 defop("sub", arity=2, shape=broadcast, callable=False, forward=np.subtract, elementwise=True, symbol="-",
+      onnx=onnx_same("Sub"),
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: d.neg(g)))
 defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*",
+      onnx=onnx_same("Mul"),
       batch_reducible=True,
       vjp=(lambda d, g, out, a, b: d.mul(g, b),
            lambda d, g, out, a, b: d.mul(g, a)))
 defop("div", arity=2, shape=broadcast, callable=False, forward=np.divide, elementwise=True, symbol="/",
+      onnx=onnx_same("Div"),
       vjp=(lambda d, g, out, a, b: d.div(g, b),
            lambda d, g, out, a, b: d.neg(d.mul(g, d.div(out, b)))))
 defop("neg", arity=1, shape=same, forward=np.negative, elementwise=True, symbol="-", callable=False,
+      onnx=onnx_same("Neg"),
       vjp=(lambda d, g, out, a: d.neg(g),))
 defop("pow", arity=2, shape=broadcast, callable=False, forward=np.power, elementwise=True, symbol="^",
+      onnx=onnx_same("Pow"),
       vjp=(lambda d, g, out, a, b: d.mul(g, d.mul(b, d.pow(a, d.sub(b, 1.0)))),
            lambda d, g, out, a, b: d.mul(g, d.mul(out, d.log(a)))))
 defop("max", arity=2, shape=broadcast, forward=np.maximum, elementwise=True,
+      onnx=onnx_same("Max"),
       doc="elementwise maximum; at ties each side gets half the gradient (as torch.maximum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b)),
            lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a))))
 defop("min", arity=2, shape=broadcast, forward=np.minimum, elementwise=True,
+      onnx=onnx_same("Min"),
       doc="elementwise minimum; at ties each side gets half the gradient (as torch.minimum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a)),
            lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b))))
 defop("tie_mask", arity=2, shape=broadcast, forward=tie_mask, elementwise=True, callable=False,
+      onnx=onnx_tie_mask,
       differentiable=False, doc="1 where a > b, 1/2 at ties, else 0")
 
 # elementwise functions
 defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwise=True,
+      onnx=onnx_same("Relu"),
       doc="max(0, z); its gradient at 0 is 0 (as torch.relu)",
       vjp=(lambda d, g, out, x: d.mul(g, d.step(x)),))
 defop("sigmoid", arity=1, shape=same, forward=stable_sigmoid, elementwise=True, aliases=("σ",),
+      onnx=onnx_same("Sigmoid"),
       vjp=(lambda d, g, out, x: d.mul(g, d.mul(out, d.sub(1.0, out))),))
 defop("tanh", arity=1, shape=same, forward=np.tanh, elementwise=True,
+      onnx=onnx_same("Tanh"),
       vjp=(lambda d, g, out, x: d.mul(g, d.sub(1.0, d.mul(out, out))),))
 defop("step", arity=1, shape=same, forward=lambda x: (x > 0).astype(x.dtype), elementwise=True,
+      onnx=onnx_step,
       differentiable=False, doc="Heaviside: 1 where z > 0, else 0; gradient 0")
 defop("sign", arity=1, shape=same, forward=np.sign, elementwise=True, differentiable=False,
+      onnx=onnx_same("Sign"),
       doc="-1, 0 or 1; gradient 0")
 defop("softplus", arity=1, shape=same, forward=stable_softplus, elementwise=True,
+      onnx=onnx_same("Softplus"),
       vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(x)),))
 defop("leaky_relu", arity=2, shape=broadcast, elementwise=True,
+      onnx=onnx_leaky_relu,
       forward=lambda x, s: np.where(x > 0, x, x * s),
       doc="z where z > 0, else slope·z; at 0 the gradient is the slope (as torch)",
       vjp=(lambda d, g, out, x, s: d.mul(g, d.add(d.step(x), d.mul(s, d.sub(1.0, d.step(x))))),
            lambda d, g, out, x, s: d.mul(g, d.mul(x, d.sub(1.0, d.step(x))))))
 defop("identity", arity=1, shape=same, forward=lambda x: x, elementwise=True,
+      onnx=onnx_same("Identity"),
       vjp=(lambda d, g, out, x: g,))
 defop("exp", arity=1, shape=same, forward=np.exp, elementwise=True,
+      onnx=onnx_same("Exp"),
       vjp=(lambda d, g, out, x: d.mul(g, out),))
 defop("log", arity=1, shape=same, forward=np.log, elementwise=True,
+      onnx=onnx_same("Log"),
       stable={"softmax": "log_softmax", "sigmoid": "log_sigmoid"},
       vjp=(lambda d, g, out, x: d.div(g, x),))
 defop("abs", arity=1, shape=same, forward=np.abs, elementwise=True,
+      onnx=onnx_same("Abs"),
       doc="|z|; its gradient at 0 is 0 (as torch.abs)",
       vjp=(lambda d, g, out, x: d.mul(g, d.sign(x)),))
 defop("sqrt", arity=1, shape=same, forward=np.sqrt, elementwise=True,
+      onnx=onnx_same("Sqrt"),
       vjp=(lambda d, g, out, x: d.div(d.mul(g, 0.5), out),))
 defop("log_sigmoid", arity=1, shape=same, elementwise=True,
+      onnx=onnx_log_sigmoid,
       forward=lambda x: -stable_softplus(-x), doc="log(sigmoid(z)), finite for large |z|",
       vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(d.neg(x))),))
 
 # along the last axis
 defop("softmax", arity=1, shape=at_least_vector, forward=softmax_fwd,
+      onnx=onnx_same("Softmax", axis=-1),
       vjp=(lambda d, g, out, x: d.mul(out, d.sub(g, d.sum_last(d.mul(g, out)))),))
 defop("log_softmax", arity=1, shape=at_least_vector, forward=log_softmax_fwd,
+      onnx=onnx_same("LogSoftmax", axis=-1),
       vjp=(lambda d, g, out, x: d.sub(g, d.mul(d.exp(out), d.sum_last(g))),))
 defop("sum_last", arity=1, shape=last_axis_sum, callable=False,
+      onnx=lambda e, x: e.reduce("ReduceSum", x, [-1], keepdims=True),
       forward=lambda info, x: x.sum(axis=-1, keepdims=True),
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 
 # reductions and layout
 defop("sum", arity=1, shape=scalar, forward=lambda info, x: x.sum(axis=per_sample_axes(info.arg_shapes[0])),
+      onnx=onnx_reduce("ReduceSum"),
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 defop("mean", arity=1, shape=scalar, forward=lambda info, x: x.mean(axis=per_sample_axes(info.arg_shapes[0])),
+      onnx=onnx_reduce("ReduceMean"),
       vjp=(lambda d, g, out, x: d.mul(d.broadcast_like(g, x), 1.0 / n_elements(d, x)),))
 defop("transpose", arity=1, shape=lambda x: tuple(reversed(x)), forward=None, kernel_factory=transpose_kernel,
+      onnx=onnx_transpose,
       vjp=(lambda d, g, out, x: d.transpose(g),))
 defop("matmul", arity=2, shape=matmul_shape, forward=None, callable=False, kernel_factory=matmul_kernel, symbol="·",
+      onnx=onnx_matmul,
       batch_reducible=True,
       doc="matrix product of per-sample vectors and matrices",
       vjp=(matmul_grad_a, matmul_grad_b))
 defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel, callable=False,
+      onnx=onnx_outer,
       batch_reducible=True,
       vjp=(lambda d, g, out, a, b: d.matmul(g, b),
            lambda d, g, out, a, b: d.matmul(a, g)))
 
 # plumbing the differentiator and the batch need
 defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel, callable=False,
+      onnx=onnx_sum_to,
       doc="sums a value down to this node's shape and batch layout (undoes broadcasting)",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 defop("broadcast_like", arity=2, shape=like_second, forward=None, kernel_factory=broadcast_like_kernel,
+      onnx=onnx_broadcast_like,
       callable=False, doc="broadcasts its first argument to the shape and batch of its second",
       vjp=(lambda d, g, out, x, ref: d.sum_to(g, like=x), None))
 defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel, callable=False,
+      onnx=onnx_batch_size,
       differentiable=False, unbatched=True, doc="the number of samples in the batch (1 without one)")
 defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:], xs[0]), elementwise=True,
+      onnx=onnx_same("Sum"),
       callable=False, symbol="Σ", doc="sums the gradients that reach a value read by several consumers",
       vjp=lambda d, g, out, *xs: g)
 defop("one_hot", arity=2, shape=index_like, forward=one_hot_fwd, callable=False, differentiable=False,
+      onnx=onnx_one_hot,
       doc="one-hot rows for class indices, as wide as the second argument")
 
 # losses: per-sample scalars, the mean over one sample's elements
 defop("mse", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Sub", y, t))),
       forward=lambda info, y, t: mean_over(info, np.square(np.subtract(*aligned_pair(info, y, t)))),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(y, t), 2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(t, y), 2.0 / pairwise_size(d, y, t)))))
 defop("mae", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: e("Abs", e("Sub", y, t))),
       forward=lambda info, y, t: mean_over(info, np.abs(np.subtract(*aligned_pair(info, y, t)))),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(y, t)), 1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(t, y)), 1.0 / pairwise_size(d, y, t)))))
@@ -568,38 +746,49 @@ def margin_loss(y, t, info, per_element):
 
 
 defop("bce", arity=2, shape=pairwise_loss, forward=bce_fwd, stable={"sigmoid": "bce_logits"},
-      doc="binary cross entropy; log is clamped at -100 as in torch.nn.BCELoss",
-      vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.mul(p, d.sub(1.0, p)), float(pairwise_size(d, p, t))))),
+      onnx=onnx_pairwise_loss(onnx_bce),
+      doc="binary cross entropy; as in torch.nn.BCELoss, log is clamped at -100 and the gradient's "
+          "denominator p(1-p) at 1e-12, so saturated probabilities stay finite",
+      vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.max(d.mul(p, d.sub(1.0, p)), 1e-12),
+                                                                    float(pairwise_size(d, p, t))))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.sub(d.log(d.sub(1.0, p)), d.log(p)), 1.0 / pairwise_size(d, p, t)))))
 defop("bce_logits", arity=2, shape=pairwise_loss, forward=bce_logits_fwd, callable=False,
+      onnx=onnx_pairwise_loss(onnx_bce_logits),
       doc="bce(sigmoid(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.sigmoid(z), t), 1.0 / pairwise_size(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(z, -1.0 / pairwise_size(d, z, t)))))
 defop("cross_entropy", arity=2, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
+      onnx=onnx_class_loss(onnx_clamped_log),
       forward=lambda info, p, t: cross_entropy_fwd(info, p, t, clamped_log),
       vjp=(lambda d, g, out, p, t: d.mul(g, d.mul(d.div(t, p), -1.0 / class_rows(d, p, t))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.log(p), -1.0 / class_rows(d, p, t)))))
 defop("cross_entropy_logits", arity=2, shape=class_loss, callable=False,
+      onnx=onnx_class_loss(lambda e, z: e("LogSoftmax", z, axis=-1)),
       forward=lambda info, z, t: cross_entropy_fwd(info, z, t, lambda z: log_softmax_fwd(info, z)),
       doc="cross_entropy(softmax(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(d.broadcast_like(t, z))), t), 1.0 / class_rows(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
 defop("sparse_cross_entropy", arity=2, shape=sparse_class_loss, forward=sparse_ce_fwd,
+      onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
       stable={"softmax": "sparse_cross_entropy_logits"},
       vjp=(lambda d, g, out, p, k: d.neg(d.mul(g, d.div(d.one_hot(k, p), p))), None))
 defop("sparse_cross_entropy_logits", arity=2, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
+      onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
       doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
       vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
 defop("hinge", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
       forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.maximum(0, 1 - ty)),
       doc="max(0, 1 - t·y); at the kink the gradient is -t (as sklearn; torch.clamp(min=0))",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t)))))
 defop("squared_hinge", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Max", e.const(0.0), onnx_margin(e, y, t)))),
       forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.square(np.maximum(0, 1 - ty))),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))))
 defop("perceptron", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), e("Neg", e("Mul", t, y)))),
       forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.maximum(0, -ty)),
       doc="max(0, -t·y); at the kink the gradient is -t, so SGD with batch 1 is Rosenblatt's rule",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t))),

@@ -11,7 +11,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.lark import PostLex
 
 from . import syntax as S
-from .errors import NndslError, Span
+from .errors import NndslError, Span, file_error
 
 OPENERS = {"LPAR", "LSQB"}
 CLOSERS = {"RPAR", "RSQB"}
@@ -57,6 +57,19 @@ _comments: list[Token] = []
 _postlex = BracketNewlines()
 _parser = Lark(grammar_text(), parser="lalr", start=["start", "value"], propagate_positions=True,
                maybe_placeholders=True, postlex=_postlex, lexer_callbacks={"COMMENT": _comments.append})
+
+
+def read_source(path) -> str:
+    """A .nn file's text as stored (line ends kept; a UTF-8 byte-order mark dropped)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise file_error(path, "no such file") from None
+    except IsADirectoryError:
+        raise file_error(path, "is a directory") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise file_error(path, f"cannot read: {getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
 
 
 def span_of(meta_or_token) -> Span:

@@ -149,7 +149,8 @@ def test_mlp3_matches_numpy():
     model = nndsl.load(model_path("mlp3"), dtype="float64")
     p = model.init(seed=1)
     x = np.random.default_rng(2).normal(size=(6, 4))
-    relu = lambda z: np.maximum(z, 0)
+    def relu(z):
+        return np.maximum(z, 0)
     expected = relu(relu(x @ p["W1"].T) @ p["W2"].T) @ p["W3"].T
     np.testing.assert_allclose(model.run(p, x=x)["f"], expected, atol=1e-12)
 
