@@ -22,7 +22,8 @@ The canonical style (docs/fmt.md has examples):
   `param W[2, 3] = normal(0.1)`, `dim n = 4`, `def f(a, b) = ...`, `data "path"`;
   array literals `[[0, 1], [1, 0]]`.
 - Comments are kept: a comment on a line of its own stays on its own line, in its place
-  among the statements; a comment after a statement follows it, two spaces after the code.
+  among the statements; a comment after a statement follows it, two spaces after the code,
+  and the trailing comments of consecutive lines are aligned in one column (as gofmt does).
 - Blank lines: none at the start or the end of the file; where the user left one or more
   blank lines between statements (or comments), exactly one.
 - The file ends with exactly one newline (an empty file stays empty); line ends are `\\n`.
@@ -212,7 +213,8 @@ def expression_tokens(expr, wrapped: set, breaks: dict, tensors) -> list:
 
 
 def lay_out(tokens: list, trailing: list) -> list:
-    """Join text pieces into lines, breaking where the user broke between items."""
+    """Join text pieces into lines, breaking where the user broke between items: a list of
+    (code, trailing comment or "") pairs."""
     lines: list = []
     pieces: list = []
     column = 0
@@ -223,15 +225,34 @@ def lay_out(tokens: list, trailing: list) -> list:
         elif t is POP:
             columns.pop()
         elif isinstance(t, Break):
-            lines.append("".join(pieces) + "".join("  " + c for c in t.trailing))
+            lines.append(("".join(pieces), "  ".join(t.trailing)))
             indent = " " * columns[-1]
-            lines.extend(indent + c for c in t.own)
+            lines.extend((indent + c, "") for c in t.own)
             pieces, column = [indent], len(indent)
         else:
             pieces.append(t)
             column += len(t)
-    lines.append("".join(pieces) + "".join("  " + c for c in trailing))
+    lines.append(("".join(pieces), "  ".join(trailing)))
     return lines
+
+
+def align_comments(lines: list) -> list:
+    """Trailing comments on consecutive lines start in one column, two spaces after the
+    longest code among them (as gofmt aligns them)."""
+    out = []
+    i = 0
+    while i < len(lines):
+        j = i
+        while j < len(lines) and lines[j][1]:
+            j += 1
+        if j == i:
+            out.append(lines[i][0])
+            i += 1
+            continue
+        column = max(len(code) for code, _ in lines[i:j]) + 2
+        out.extend(code.ljust(column) + comment for code, comment in lines[i:j])
+        i = j
+    return out
 
 
 # ---- statements and comments -------------------------------------------------------------
@@ -246,14 +267,14 @@ class Formatter:
         last = None
         for block in self.blocks():
             if last is not None and block.first - last >= 2:
-                lines.append("")
+                lines.append(("", ""))
             last = block.last
             if block.statement is None:
-                lines.append(block.comment)
+                lines.append((block.comment, ""))
                 continue
-            lines.extend(block.hoisted)
+            lines.extend((c, "") for c in block.hoisted)
             lines.extend(lay_out(self.statement_tokens(block), block.trailing))
-        return "\n".join(lines) + "\n" if lines else ""
+        return "\n".join(align_comments(lines)) + "\n" if lines else ""
 
     def blocks(self) -> list:
         """Statements and own-line comments in source order, each comment placed."""

@@ -159,7 +159,7 @@ def test_comments_blank_lines_and_layout():
         "model m  # the model\n\n"
         "dim n = 3\n"
         "input x[n]  # x\n"
-        "input t  # tab and spaces\n"
+        "input t     # tab and spaces\n"
         "y = f(x, [1,\n"
         "          2,  # two\n"
         "          # lonely\n"
