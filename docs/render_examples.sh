@@ -7,9 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -f models/xor.nn ]; then
-  echo "docs/render_examples.sh: models/xor.nn does not exist; nothing to render" >&2
-  exit 0
-fi
 nndsl export models/xor.nn --format svg -o docs/xor.svg
 nndsl export models/xor.nn --format svg --grad -o docs/xor-grad.svg

@@ -56,7 +56,7 @@ def resolve(program: S.Program, overrides: dict | None = None) -> Resolved:
     for name, value in (overrides or {}).items():
         if name not in dims:
             known = ", ".join(sorted(dims)) or "none"
-            raise NndslError(f"--set {name}={value}: the model has no dim '{name}' (dims: {known})")
+            raise NndslError(f"the model has no dim '{name}' to set (dims: {known})")
         dims[name] = value
 
     shapes = {}

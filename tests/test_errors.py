@@ -140,7 +140,7 @@ def test_pickled_npy_is_refused(tmp_path, capsys):
     (["-i", "q=1"], "error: -i q=...: the model has no input 'q' (inputs: x, t)"),
     (["-i", "x=nofile.npz"], "nofile.npz: error: no such file"),
     (["--set", "h=0"], "error: --set h=0: expected NAME=INT with a positive integer"),
-    (["--set", "h=3"], "error: --set h=3: the model has no dim 'h' (dims: none)"),
+    (["--set", "h=3"], "error: the model has no dim 'h' to set (dims: none)"),
     (["--params", "nofile.npz"], "nofile.npz: error: no such file"),
     (["-i", "x=[1,2]", "-i", "t=[1,2]"], "error: inputs disagree on the batch"),
 ])

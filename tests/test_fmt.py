@@ -525,3 +525,8 @@ def test_cli_through_a_symlink_keeps_the_link(tmp_path, capsys):
         pytest.skip("no symlinks here")
     assert main(["fmt", str(link)]) == 0
     assert link.is_symlink() and target.read_text(encoding="utf-8") == PRETTY
+
+
+def test_the_bundled_models_are_in_canonical_form():
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.nn")):
+        assert main(["fmt", str(path), "--check"]) == 0, path
