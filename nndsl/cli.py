@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Overflow to inf and nan are results the command prints, not warnings to interleave.
+    previous = np.seterr(all="ignore")
     try:
         return args.func(args)
     except NndslError as err:
@@ -308,6 +310,8 @@ def main(argv=None) -> int:
         print(f"nndsl: internal error: {type(err).__name__}: {err} (run with --debug for a traceback, "
               "and please report it)", file=sys.stderr)
         return 3
+    finally:
+        np.seterr(**previous)
 
 
 if __name__ == "__main__":

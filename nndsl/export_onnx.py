@@ -103,7 +103,7 @@ class Emitter:
 
     def aligned(self, *xs: str) -> list:
         """Operands laid out for broadcasting: a batched operand of lower per-sample rank gets
-        size-1 axes after its batch axis (the rule of `ops.elementwise_kernel`)."""
+        size-1 axes after its batch axis (the rule of `ops.aligned`)."""
         rank = max((len(s) for s in self.arg_shapes), default=0)
         out = []
         for x, shape, batched in zip(xs, self.arg_shapes, self.arg_batched):

@@ -82,12 +82,11 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
         env[slot] = feeds[node]
     step = None
     try:
-        with np.errstate(all="ignore"):
-            for step in plan.steps:
-                fn, args, out, free, _ = step
-                env[out] = fn(*[env[a] for a in args])
-                for slot in free:
-                    env[slot] = None
+        for step in plan.steps:
+            fn, args, out, free, _ = step
+            env[out] = fn(*[env[a] for a in args])
+            for slot in free:
+                env[slot] = None
     except FloatingPointError as err:           # raised by kernels for bad data (class indices)
         raise NndslError(str(err), span_of(graph, step[4])) from None
     return [env[t] for t in plan.targets]

@@ -61,6 +61,7 @@ class Op:
     # Can compute the sum over the batch of its per-sample values in one go (g^T x is one matrix
     # product); only for ops whose gradient rules do not read their own output.
     batch_reducible: bool = False
+    reduces_batch: bool = False           # its kernel computes batch-reduced values itself
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -176,28 +177,28 @@ def per_sample_axes(shape: Shape) -> tuple:
     return tuple(range(-len(shape), 0))
 
 
-def elementwise_kernel(op: Op, info: KernelInfo):
-    """Aligns batched operands of lower per-sample rank (`[B]` + `[n]` means `[B, 1]` + `[n]`)."""
+def aligned(fn, info: KernelInfo):
+    """`fn` of operands that broadcast per sample: a batched operand of lower per-sample rank
+    gets ones after its batch axis (`[B]` + `[n]` means `[B, 1]` + `[n]`)."""
     rank = max((len(s) for s in info.arg_shapes), default=0)
     pads = [rank - len(s) if b and len(s) < rank else 0 for s, b in zip(info.arg_shapes, info.arg_batched)]
-    fn = op.forward
     if not any(pads):
         return fn
 
-    def aligned(*xs):
+    def call(*xs):
         return fn(*[x.reshape(x.shape[:1] + (1,) * p + x.shape[1:]) if p else x for x, p in zip(xs, pads)])
-    return aligned
+    return call
 
 
 def kernel(op: Op, info: KernelInfo):
     """The callable that computes one node, specialised once to its shapes and batch layout."""
     if op.kernel_factory is not None:
-        return op.kernel_factory(info)
-    if op.elementwise:
-        fn = elementwise_kernel(op, info)
+        fn = op.kernel_factory(info)
+    elif op.elementwise:
+        fn = aligned(op.forward, info)
     else:
         fn = functools.partial(op.forward, info)
-    if not info.batched and any(info.arg_batched):
+    if not info.batched and any(info.arg_batched) and not (op.reduces_batch or op.unbatched):
         # A batch-reduced node: its value is the sum over samples of the per-sample result.
         inner = fn
 
@@ -257,9 +258,9 @@ def sum_to_kernel(info: KernelInfo):
 
     def fn(x):
         if axes:
-            x = x.sum(axis=axes)
+            x = np.add.reduce(x, axis=axes)
         if kept:
-            x = x.sum(axis=kept, keepdims=True)
+            x = np.add.reduce(x, axis=kept, keepdims=True)
         return x
     return fn
 
@@ -268,10 +269,17 @@ def broadcast_like_kernel(info: KernelInfo):
     (sx, _), (bx, _) = info.arg_shapes, info.arg_batched
     pad = len(info.shape) - len(sx)
 
-    def fn(x, ref):
-        if bx and pad:
+    if not (bx and not info.arg_batched[1]):
+        def fn(x, ref):                # the result has ref's shape
+            if bx and pad:
+                x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
+            return x if x.shape == ref.shape else np.broadcast_to(x, ref.shape)
+        return fn
+
+    def fn(x, ref):                    # a batched x against an unbatched ref keeps its batch axis
+        if pad:
             x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
-        return np.broadcast_to(x, np.broadcast_shapes(x.shape, ref.shape))
+        return np.broadcast_to(x, x.shape[:1] + info.shape)
     return fn
 
 
@@ -311,30 +319,34 @@ def log_softmax_fwd(info, x):
 
 def clamped_log(x):
     """log with PyTorch's BCELoss clamp at -100, so a saturated probability stays finite."""
-    return np.maximum(np.log(x), -100.0)
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), -100.0)
 
 
-def mean_over(info, elementwise):
-    """Mean of an elementwise loss over one sample's elements."""
-    rank = max(len(s) for s in info.arg_shapes)
-    return elementwise.mean(axis=tuple(range(-rank, 0))) if rank else elementwise
+def per_sample_mean(per_element):
+    """Kernel factory of a loss: `per_element` of the aligned operands, then the mean over one
+    sample's elements (axes and count fixed once, when the kernel is built)."""
+    def factory(info: KernelInfo):
+        fn = aligned(per_element, info)
+        shape = broadcast(*info.arg_shapes)
+        if not shape:
+            return fn
+        axes, scale = per_sample_axes(shape), info.dtype.type(1 / prod(shape))
+        return lambda *xs: np.add.reduce(fn(*xs), axis=axes) * scale
+    return factory
 
 
-def aligned_pair(info, a, b):
-    rank = max(len(s) for s in info.arg_shapes)
-    out = []
-    for x, s, batched in zip((a, b), info.arg_shapes, info.arg_batched):
-        if batched and len(s) < rank:
-            x = x.reshape(x.shape[:1] + (1,) * (rank - len(s)) + x.shape[1:])
-        out.append(x)
-    return out
-
-
-def class_mean(info, per_class):
-    """Cross entropy: sum over the class axis (last), mean over any other per-sample axes."""
-    total = per_class.sum(axis=-1)
-    rank = max(len(s) for s in info.arg_shapes) - 1
-    return total.mean(axis=tuple(range(-rank, 0))) if rank else total
+def class_mean(per_class):
+    """Kernel factory of a cross entropy: sum over the class axis (the last), mean over any
+    other per-sample axes."""
+    def factory(info: KernelInfo):
+        fn = aligned(per_class, info)
+        shape = broadcast(*info.arg_shapes)[:-1]
+        if not shape:
+            return lambda *xs: np.add.reduce(fn(*xs), axis=-1)
+        axes, scale = tuple(a - 1 for a in per_sample_axes(shape)), info.dtype.type(1 / prod(shape))
+        return lambda *xs: np.add.reduce(fn(*xs), axis=axes + (-1,)) * scale
+    return factory
 
 
 def class_indices(k, n):
@@ -683,17 +695,17 @@ defop("transpose", arity=1, shape=lambda x: tuple(reversed(x)), forward=None, ke
       vjp=(lambda d, g, out, x: d.transpose(g),))
 defop("matmul", arity=2, shape=matmul_shape, forward=None, callable=False, kernel_factory=matmul_kernel, symbol="·",
       onnx=onnx_matmul,
-      batch_reducible=True,
+      batch_reducible=True, reduces_batch=True,
       doc="matrix product of per-sample vectors and matrices",
       vjp=(matmul_grad_a, matmul_grad_b))
 defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel, callable=False,
       onnx=onnx_outer,
-      batch_reducible=True,
+      batch_reducible=True, reduces_batch=True,
       vjp=(lambda d, g, out, a, b: d.matmul(g, b),
            lambda d, g, out, a, b: d.matmul(a, g)))
 
 # plumbing the differentiator and the batch need
-defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel, callable=False,
+defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel, callable=False, reduces_batch=True,
       onnx=onnx_sum_to,
       doc="sums a value down to this node's shape and batch layout (undoes broadcasting)",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
@@ -715,56 +727,46 @@ defop("one_hot", arity=2, shape=index_like, forward=one_hot_fwd, callable=False,
 # losses: per-sample scalars, the mean over one sample's elements
 defop("mse", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Sub", y, t))),
-      forward=lambda info, y, t: mean_over(info, np.square(np.subtract(*aligned_pair(info, y, t)))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(y - t)),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(y, t), 2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(t, y), 2.0 / pairwise_size(d, y, t)))))
 defop("mae", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Abs", e("Sub", y, t))),
-      forward=lambda info, y, t: mean_over(info, np.abs(np.subtract(*aligned_pair(info, y, t)))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.abs(y - t)),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(y, t)), 1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(t, y)), 1.0 / pairwise_size(d, y, t)))))
 
 
-def bce_fwd(info, p, t):
-    p, t = aligned_pair(info, p, t)
-    return mean_over(info, -(t * clamped_log(p) + (1 - t) * clamped_log(1 - p)))
+def bce_elements(p, t):
+    return -(t * clamped_log(p) + (1 - t) * clamped_log(1 - p))
 
 
-def bce_logits_fwd(info, z, t):
-    z, t = aligned_pair(info, z, t)
-    return mean_over(info, np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+def bce_logits_elements(z, t):
+    return np.maximum(z, 0) - z * t + np.logaddexp(0, -np.abs(z)).astype(z.dtype, copy=False)
 
 
-def cross_entropy_fwd(info, p, t, log_p):
-    p, t = aligned_pair(info, p, t)
-    return class_mean(info, -(t * log_p(p)))
-
-
-def margin_loss(y, t, info, per_element):
-    y, t = aligned_pair(info, y, t)
-    return mean_over(info, per_element(t * y))
-
-
-defop("bce", arity=2, shape=pairwise_loss, forward=bce_fwd, stable={"sigmoid": "bce_logits"},
+defop("bce", arity=2, shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
+      stable={"sigmoid": "bce_logits"},
       onnx=onnx_pairwise_loss(onnx_bce),
       doc="binary cross entropy; as in torch.nn.BCELoss, log is clamped at -100 and the gradient's "
           "denominator p(1-p) at 1e-12, so saturated probabilities stay finite",
       vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.max(d.mul(p, d.sub(1.0, p)), 1e-12),
                                                                     float(pairwise_size(d, p, t))))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.sub(d.log(d.sub(1.0, p)), d.log(p)), 1.0 / pairwise_size(d, p, t)))))
-defop("bce_logits", arity=2, shape=pairwise_loss, forward=bce_logits_fwd, callable=False,
+defop("bce_logits", arity=2, shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_logits_elements),
+      callable=False,
       onnx=onnx_pairwise_loss(onnx_bce_logits),
       doc="bce(sigmoid(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.sigmoid(z), t), 1.0 / pairwise_size(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(z, -1.0 / pairwise_size(d, z, t)))))
 defop("cross_entropy", arity=2, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
       onnx=onnx_class_loss(onnx_clamped_log),
-      forward=lambda info, p, t: cross_entropy_fwd(info, p, t, clamped_log),
+      forward=None, kernel_factory=class_mean(lambda p, t: -(t * clamped_log(p))),
       vjp=(lambda d, g, out, p, t: d.mul(g, d.mul(d.div(t, p), -1.0 / class_rows(d, p, t))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.log(p), -1.0 / class_rows(d, p, t)))))
 defop("cross_entropy_logits", arity=2, shape=class_loss, callable=False,
       onnx=onnx_class_loss(lambda e, z: e("LogSoftmax", z, axis=-1)),
-      forward=lambda info, z, t: cross_entropy_fwd(info, z, t, lambda z: log_softmax_fwd(info, z)),
+      forward=None, kernel_factory=class_mean(lambda z, t: -(t * log_softmax_fwd(None, z))),
       doc="cross_entropy(softmax(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(d.broadcast_like(t, z))), t), 1.0 / class_rows(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
@@ -778,18 +780,18 @@ defop("sparse_cross_entropy_logits", arity=2, shape=sparse_class_loss, forward=s
       vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
 defop("hinge", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
-      forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.maximum(0, 1 - ty)),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, 1 - t * y)),
       doc="max(0, 1 - t·y); at the kink the gradient is -t (as sklearn; torch.clamp(min=0))",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t)))))
 defop("squared_hinge", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Max", e.const(0.0), onnx_margin(e, y, t)))),
-      forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.square(np.maximum(0, 1 - ty))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(np.maximum(0, 1 - t * y))),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))))
 defop("perceptron", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), e("Neg", e("Mul", t, y)))),
-      forward=lambda info, y, t: margin_loss(y, t, info, lambda ty: np.maximum(0, -ty)),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, -t * y)),
       doc="max(0, -t·y); at the kink the gradient is -t, so SGD with batch 1 is Rosenblatt's rule",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t)))))
