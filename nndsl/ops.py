@@ -304,13 +304,13 @@ def stable_softplus(x):
 
 
 def softmax_fwd(info, x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = np.exp(x - np.maximum.reduce(x, axis=-1, keepdims=True))
+    return e / np.add.reduce(e, axis=-1, keepdims=True)
 
 
 def logsumexp(x):
-    m = x.max(axis=-1, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+    m = np.maximum.reduce(x, axis=-1, keepdims=True)
+    return m + np.log(np.add.reduce(np.exp(x - m), axis=-1, keepdims=True))
 
 
 def log_softmax_fwd(info, x):
@@ -351,25 +351,27 @@ def class_mean(per_class):
 
 def class_indices(k, n):
     idx = np.asarray(k)
-    as_int = idx.astype(np.int64)
-    if np.any(as_int != idx) or np.any(as_int < 0) or np.any(as_int >= n):
-        bad = idx.reshape(-1)[np.flatnonzero((as_int != idx) | (as_int < 0) | (as_int >= n))[0]]
-        raise FloatingPointError(f"class index {bad:g} is not an integer in [0, {n})")
+    as_int = idx.astype(np.intp)
+    bad = (as_int != idx) | (as_int < 0) | (as_int >= n)
+    if bad.any():
+        value = idx.reshape(-1)[np.flatnonzero(bad)[0]]
+        raise FloatingPointError(f"class index {value:g} is not an integer in [0, {n})")
     return as_int
 
 
 def one_hot_fwd(info, k, ref):
     n = info.shape[-1]
-    idx = class_indices(k, n)
-    rows = (idx[..., None] == np.arange(n)).astype(info.dtype)
-    return np.broadcast_to(rows, np.broadcast_shapes(rows.shape, ref.shape))
+    rows = (class_indices(k, n)[..., None] == np.arange(n)).astype(info.dtype)
+    return rows if rows.shape == ref.shape else np.broadcast_to(rows, np.broadcast_shapes(rows.shape, ref.shape))
 
 
 def pick(x, idx):
     """x[..., k] for per-sample class indices k (either side may lack the batch axis)."""
-    x = np.broadcast_to(x, np.broadcast_shapes(x.shape[:-1], idx.shape) + x.shape[-1:])
-    idx = np.broadcast_to(idx, x.shape[:-1])
-    return np.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
+    if x.shape[:-1] != idx.shape:
+        x = np.broadcast_to(x, np.broadcast_shapes(x.shape[:-1], idx.shape) + x.shape[-1:])
+        idx = np.broadcast_to(idx, x.shape[:-1])
+    rows = x.reshape(-1, x.shape[-1])
+    return rows[np.arange(len(rows)), idx.reshape(-1)].reshape(idx.shape)
 
 
 def sparse_ce_fwd(info, p, k):
