@@ -84,9 +84,16 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
     try:
         for step in plan.steps:
             fn, args, out, free, _ = step
-            env[out] = fn(*[env[a] for a in args])
-            for slot in free:
-                env[slot] = None
+            if len(args) == 2:                  # most ops: spelled out, it is the hot path
+                a, b = args
+                env[out] = fn(env[a], env[b])
+            elif len(args) == 1:
+                env[out] = fn(env[args[0]])
+            else:
+                env[out] = fn(*[env[a] for a in args])
+            if free:
+                for slot in free:
+                    env[slot] = None
     except FloatingPointError as err:           # raised by kernels for bad data (class indices)
         raise NndslError(str(err), span_of(graph, step[4])) from None
     return [env[t] for t in plan.targets]

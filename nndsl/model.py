@@ -1,6 +1,7 @@
 """The Python API: `nndsl.load`, `nndsl.compile` and the `Model` they return."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -157,6 +158,11 @@ class Model:
             plan = self._plans[key] = schedule(graph, targets, self.dtype)
         return plan
 
+    @functools.cached_property
+    def loss_inputs(self) -> set:
+        """The input nodes the loss depends on."""
+        return {n for n in needed(self.graph, [self.lowered.loss[1]]) if self.graph.nodes[n]["op"] == "input"}
+
     def execute(self, plan, graph, feeds) -> list:
         try:
             return execute(plan, graph, feeds)
@@ -168,11 +174,8 @@ class Model:
         params = self.check_params(params)
         feeds, single = self.feeds(inputs)
         targets = dict(self.outputs)
-        if self.loss_name is not None:
-            loss_node = self.lowered.loss[1]
-            wanted = {n for n in needed(self.graph, [loss_node]) if self.graph.nodes[n]["op"] == "input"}
-            if wanted <= set(feeds):
-                targets[self.loss_name] = loss_node
+        if self.loss_name is not None and self.loss_inputs <= feeds.keys():
+            targets[self.loss_name] = self.lowered.loss[1]
         key = ("run", tuple(targets))
         plan = self.plan(key, self.graph, list(targets.values()))
         self.require_data(plan, feeds)
