@@ -62,6 +62,9 @@ def load_arrays(path: Path) -> dict:
     """Arrays in a .npy (under the key "") or .npz file, as float64; no pickles."""
     try:
         with open(path, "rb") as fh:
+            if fh.read(6) not in (b"\x93NUMPY", b"PK\x03\x04\x14\x00") and not zipfile.is_zipfile(fh):
+                raise file_error(path, "not a NumPy .npy or .npz file")
+            fh.seek(0)
             loaded = np.load(fh, allow_pickle=False)
             if isinstance(loaded, np.ndarray):
                 return {"": as_numbers(loaded, path, "")}
@@ -139,12 +142,14 @@ def read_data_file(path: Path, shapes: dict) -> dict:
     rows, names = read_csv(path, header=True)
     table = np.asarray(rows, dtype=np.float64)
     columns: dict = {}
+    header = path.read_text(encoding="utf-8-sig").splitlines()[0]
     for col, column in enumerate(names):
         match = ELEMENT.match(column)
         name, index = (match.group(1), tuple(int(i) for i in match.group(2).split(","))) if match else (column, ())
         if name not in shapes:
+            start = header.find(column) + 1 or 1
             raise NndslError(f"column '{column}' matches no input (inputs: {', '.join(shapes)})",
-                             Span(1, 1, 1, 1 + len(column)), filename=str(path), source=path.read_text(encoding="utf-8-sig"))
+                             Span(1, start, 1, start + len(column)), filename=str(path), source=header)
         columns.setdefault(name, {})[index] = col
     out = {}
     for name, cells in columns.items():

@@ -142,12 +142,13 @@ def test_pickled_npy_is_refused(tmp_path, capsys):
     (["--set", "h=0"], "error: --set h=0: expected NAME=INT with a positive integer"),
     (["--set", "h=3"], "error: the model has no dim 'h' to set (dims: none)"),
     (["--params", "nofile.npz"], "nofile.npz: error: no such file"),
+    (["--params", "m.nn"], "m.nn: error: not a NumPy .npy or .npz file"),
     (["-i", "x=[1,2]", "-i", "t=[1,2]"], "error: inputs disagree on the batch"),
 ])
 def test_flag_errors(tmp_path, capsys, args, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    model = write(tmp_path, "m.nn", MODEL)
-    assert main(["run", str(model)] + args) == 2
+    write(tmp_path, "m.nn", MODEL)
+    assert main(["run", "m.nn"] + args) == 2
     err = capsys.readouterr().err
     assert message in err.splitlines()[0]
 
