@@ -22,7 +22,7 @@ class RuleBuilder:
     def __init__(self, builder: GraphBuilder):
         self.builder = builder
         self.span = None
-        self.scope = ""
+        self.where = {}                 # scope and call of the forward node being differentiated
 
     def __getattr__(self, opname):
         if opname not in REGISTRY:
@@ -35,10 +35,10 @@ class RuleBuilder:
         extra = {}
         if like is not None:
             extra = dict(shape=self.shape(like), batched=self.builder.graph.nodes[like]["batched"])
-        return self.builder.add(opname, *args, span=self.span, scope=self.scope, **extra)
+        return self.builder.add(opname, *args, span=self.span, **self.where, **extra)
 
     def const(self, value):
-        return self.builder.const(value, span=self.span, scope=self.scope)
+        return self.builder.const(value, span=self.span, **self.where)
 
     def shape(self, node) -> tuple:
         return self.builder.graph.nodes[node]["shape"]
@@ -67,8 +67,8 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, 
         if not parts:
             continue
         attrs = graph.nodes[node]
-        d.span, d.scope = span_of(graph, node), attrs["scope"]
-        g = parts[0] if len(parts) == 1 else builder.add("accumulate", *parts, span=d.span, scope=d.scope)
+        d.span, d.where = span_of(graph, node), dict(scope=attrs["scope"], call=attrs["call"])
+        g = parts[0] if len(parts) == 1 else builder.add("accumulate", *parts, span=d.span, **d.where)
         graph.nodes[g].setdefault("grad_of", node)
         if node in wrt:
             result[node] = g
@@ -89,7 +89,7 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, 
     for node in wrt:
         if node not in result:
             attrs = graph.nodes[node]
-            d.span, d.scope = span_of(graph, node), attrs["scope"]
+            d.span, d.where = span_of(graph, node), dict(scope=attrs["scope"], call=attrs["call"])
             zero = d.const(np.zeros(attrs["shape"]))
             result[node] = zero if not attrs["batched"] else builder.add("broadcast_like", zero, node, span=d.span)
             graph.nodes[result[node]]["grad_of"] = node

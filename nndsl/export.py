@@ -89,7 +89,7 @@ def to_dot(graph: nx.DiGraph, clusters: bool = True) -> str:
              f"  node{attributes(NODE_DEFAULTS)};",
              f"  edge{attributes(EDGE_DEFAULTS)};"]
     order = list(nx.topological_sort(graph))
-    owner, tree = call_clusters(graph, objective_nodes(graph)) if clusters else ({}, {})
+    owner, tree = call_clusters(graph) if clusters else ({}, {})
     members: dict = {}
     for node in order:
         members.setdefault(owner.get(node), []).append(node)
@@ -176,97 +176,21 @@ def emit_clusters(graph: nx.DiGraph, members: dict, tree: dict, outputs: set) ->
     return lines
 
 
-def objective_nodes(graph: nx.DiGraph) -> set:
-    """The nodes that average the per-sample loss over the batch (they carry the loss's scope)."""
-    meta = graph.graph
-    if meta.get("objective") is None or not meta.get("loss"):
-        return set()
-    (loss,) = meta["loss"].values()
-    return (nx.ancestors(graph, meta["objective"]) | {meta["objective"]}) - nx.ancestors(graph, loss) - {loss}
-
-
-def call_clusters(graph: nx.DiGraph, exclude: set = frozenset()) -> tuple[dict, dict]:
+def call_clusters(graph: nx.DiGraph) -> tuple[dict, dict]:
     """Which inlined call each forward node belongs to: ({node: cluster}, {cluster: (function
-    name, parent cluster or None)}).
-
-    `scope` names the chain of functions only, so two calls of one function share it; calls
-    are told apart by structure. A call's body is a tree of fresh nodes in which a consumer's
-    source span strictly contains its operand's (both lie in the function's body text), while
-    the result of one call read by another call of the same function (`f(f(x))`) never lies
-    strictly inside its reader. A call nested in `g` belongs to the call of `g` that reads its
-    result, directly or through other calls nested in `g`; when `g`'s body is nothing but such
-    calls, they form a call of `g` of their own. (Calls of such a `g` that feed each other
-    directly share one box: the graph does not say where one ends.)
-    """
-    nodes = graph.nodes
-    scoped = [n for n in graph if nodes[n]["scope"] and nodes[n]["role"] == "forward" and n not in exclude]
-    link = {n: n for n in scoped}
-    for u in scoped:
-        for v in graph.successors(u):
-            if v in link and nodes[v]["scope"] == nodes[u]["scope"] and inside(nodes[u]["span"], nodes[v]["span"]):
-                link[find(link, u)] = find(link, v)
-    calls: dict = {}
-    for n in scoped:
-        calls.setdefault(find(link, n), []).append(n)
-    ids = {root: i for i, root in enumerate(sorted(calls, key=lambda r: min(calls[r])))}
-    owner = {n: ids[find(link, n)] for n in scoped}
-    scope_of = {ids[r]: nodes[r]["scope"] for r in calls}
-    reach = {ids[r]: list(calls[r]) for r in calls}     # every node of the call, nested calls included
-    parent_of: dict = {}
-
-    def depth(cluster) -> int:
-        return scope_of[cluster].count("/") + 1
-
-    def at_depth(cluster, d):
-        while depth(cluster) > d:
-            cluster = parent_of[cluster]
-        return cluster
-
-    for d in range(max(map(depth, scope_of), default=1), 1, -1):        # innermost calls first
-        level = [c for c in scope_of if depth(c) == d]
-        outer = {c: scope_of[c].rpartition("/")[0] for c in level}
-        siblings = {c: c for c in level}
-        for c in level:
-            for w in successors(graph, reach[c]):
-                if w in owner and nodes[w]["scope"].startswith(outer[c] + "/"):
-                    siblings[find(siblings, c)] = find(siblings, at_depth(owner[w], d))
-        groups: dict = {}
-        for c in level:
-            groups.setdefault(find(siblings, c), []).append(c)
-        for members in groups.values():
-            scope = outer[members[0]]
-            inner = [n for c in members for n in reach[c]]
-            readers = [owner[w] for w in successors(graph, inner) if w in owner and nodes[w]["scope"] == scope]
-            if readers:
-                parent = min(readers)
-            else:                                   # the call of `scope` is nothing but these calls
-                parent = len(scope_of)
-                scope_of[parent], reach[parent] = scope, []
-            reach[parent] += inner
-            for c in members:
-                parent_of[c] = parent
-    tree = {c: (scope.rpartition("/")[2], parent_of.get(c)) for c, scope in scope_of.items()}
-    return owner, tree
-
-
-def find(link: dict, n):
-    """Union-find: the representative of n's set (halving paths as it goes)."""
-    while link[n] != n:
-        link[n] = link[link[n]]
-        n = link[n]
-    return n
-
-
-def successors(graph: nx.DiGraph, sources) -> list:
-    return [w for n in sources for w in graph.successors(n)]
-
-
-def inside(inner, outer) -> bool:
-    """Whether span `inner` lies strictly inside span `outer`."""
-    if not inner or not outer:
-        return False
-    a, b = (tuple(inner[:2]), tuple(inner[2:])), (tuple(outer[:2]), tuple(outer[2:]))
-    return b[0] <= a[0] and a[1] <= b[1] and a != b
+    name, parent cluster or None)}). A node's `call` lists the call sites of the chain of
+    functions named by its `scope`, so each prefix of it is one call, nested in the shorter."""
+    owner, tree = {}, {}
+    for node, attrs in graph.nodes(data=True):
+        if not attrs.get("call") or attrs["role"] != "forward":
+            continue
+        sites, names = attrs["call"].split("/"), attrs["scope"].split("/")
+        owner[node] = attrs["call"]
+        for depth in range(1, len(sites) + 1):
+            tree.setdefault("/".join(sites[:depth]), (names[depth - 1], "/".join(sites[:depth - 1]) or None))
+    ids = {key: i for i, key in enumerate(sorted(tree))}
+    return ({n: ids[c] for n, c in owner.items()},
+            {ids[c]: (name, ids.get(parent)) for c, (name, parent) in tree.items()})
 
 
 def quote(text: str) -> str:

@@ -2,7 +2,8 @@
 
 Node attributes: `op` (registry name), `shape` (per-sample tuple), `batched` (whether the value
 carries the batch axis at run time), `name` (the bound name or None), `span` (line, column,
-end line, end column), `scope` (the chain of inlined function calls, "" at top level) and
+end line, end column), `scope` (the chain of inlined functions, "" at top level), `call` (the
+line:column of each of those calls, so that two calls of one function are told apart) and
 `role` ("forward" or "backward"); constants carry `value`, gradient nodes `grad_of`.
 Edge attribute `arg` is the argument position; `positions` lists every position at which the
 consumer reads that value (a DiGraph has one edge per pair, and `x * x` reads x twice).
@@ -38,7 +39,7 @@ class GraphBuilder:
         self.role = role
         self.next_id = max(self.graph.nodes, default=-1) + 1
 
-    def add(self, opname: str, *args, span: Span | None = None, name: str | None = None, scope: str = "",
+    def add(self, opname: str, *args, span: Span | None = None, name: str | None = None, scope: str = "", call: str = "",
             shape: tuple | None = None, batched: bool | None = None, what: str | None = None, **attrs):
         op = REGISTRY[opname]
         nodes = self.graph.nodes
@@ -52,7 +53,8 @@ class GraphBuilder:
         node = self.next_id
         self.next_id += 1
         self.graph.add_node(node, op=opname, shape=shape, batched=batched, name=name,
-                            span=span.as_tuple() if span else None, scope=scope, role=self.role, **attrs)
+                            span=span.as_tuple() if span else None, scope=scope, call=call, role=self.role,
+                            **attrs)
         for pos, a in enumerate(args):
             if self.graph.has_edge(a, node):
                 self.graph.edges[a, node]["positions"] += (pos,)
@@ -60,9 +62,9 @@ class GraphBuilder:
                 self.graph.add_edge(a, node, arg=pos, positions=(pos,))
         return node
 
-    def const(self, value, span: Span | None = None, scope: str = "", **attrs):
+    def const(self, value, span: Span | None = None, **attrs):
         value = np.asarray(value, dtype=np.float64)
-        return self.add("const", shape=value.shape, batched=False, value=value, span=span, scope=scope, **attrs)
+        return self.add("const", shape=value.shape, batched=False, value=value, span=span, **attrs)
 
 
 def describe_op(opname: str) -> str:

@@ -34,7 +34,13 @@ class Frame:
 
     local: dict          # name -> node (a function's arguments)
     scope: str           # "f/g" while inlining g inside f
+    call: str            # the call sites of that chain, "12:5/3:14": one per inlined call
     index: int           # the statement being lowered (for use-before-binding)
+
+    @property
+    def where(self) -> dict:
+        """The node attributes that place a node inside inlined calls."""
+        return {"scope": self.scope, "call": self.call}
 
 
 def lower(resolved: Resolved) -> Lowered:
@@ -49,7 +55,7 @@ def lower(resolved: Resolved) -> Lowered:
             node = builder.add("param", shape=resolved.shapes[st.name], batched=False, name=st.name, span=st.span)
             out.params[st.name] = out.named[st.name] = node
         elif isinstance(st, (S.BindStmt, S.LossStmt)) or (isinstance(st, S.OutputStmt) and st.expr is not None):
-            node = lower_expression(st.expr, Frame({}, "", index), resolved, out, builder)
+            node = lower_expression(st.expr, Frame({}, "", "", index), resolved, out, builder)
             out.named[st.name] = bind(builder, node, st)
     for st in resolved.outputs:
         out.outputs[st.name] = out.named[st.name]
@@ -86,13 +92,13 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
     while stack:
         e, fr, ready = stack.pop()
         if isinstance(e, S.Number):
-            values.append(builder.const(e.value, span=e.span, scope=fr.scope))
+            values.append(builder.const(e.value, span=e.span, **fr.where))
         elif isinstance(e, S.Name):
             values.append(lookup_name(e, fr, resolved, out, builder))
         elif isinstance(e, S.Array):
-            values.append(builder.const(literal_array(e), span=e.span, scope=fr.scope))
+            values.append(builder.const(literal_array(e), span=e.span, **fr.where))
         elif isinstance(e, S.Unary) and isinstance(e.operand, S.Number):
-            values.append(builder.const(-e.operand.value, span=e.span, scope=fr.scope))
+            values.append(builder.const(-e.operand.value, span=e.span, **fr.where))
         elif not ready:
             if isinstance(e, S.Call):
                 check_call(e, fr, resolved, out)
@@ -105,10 +111,12 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
             if isinstance(e, S.Call) and e.func in resolved.defs and e.func not in fr.local:
                 fn = resolved.defs[e.func]
                 scope = f"{fr.scope}/{fn.name}" if fr.scope else fn.name
-                stack.append((fn.body, Frame(dict(zip(fn.params, args)), scope, fr.index), False))
+                site = f"{e.span.line}:{e.span.column}"
+                call = f"{fr.call}/{site}" if fr.call else site
+                stack.append((fn.body, Frame(dict(zip(fn.params, args)), scope, call, fr.index), False))
             elif isinstance(e, S.Call) and is_value(e.func, fr, resolved):
                 tensor = lookup_name(S.Name(e.func, e.func_span), fr, resolved, out, builder)
-                values.append(product(builder, tensor, args[0], e.span, fr.scope))       # W(z) is W z
+                values.append(product(builder, tensor, args[0], e.span, fr))       # W(z) is W z
             else:
                 values.append(build_node(e, args, fr, builder))
     (result,) = values
@@ -125,7 +133,7 @@ def lookup_name(e: S.Name, fr: Frame, resolved: Resolved, out: Lowered, builder:
         if e.id in resolved.defs:
             raise NndslError(f"'{e.id}' is a function; call it as {e.id}(...)", e.span)
         if e.id in resolved.dims:
-            return builder.const(resolved.dims[e.id], span=e.span, scope=fr.scope)
+            return builder.const(resolved.dims[e.id], span=e.span, **fr.where)
         return out.named[e.id]
     if lookup(e.id) is not None:
         raise NndslError(f"'{e.id}' is a function; call it as {e.id}(...)", e.span)
@@ -160,13 +168,13 @@ def check_call(e: S.Call, fr: Frame, resolved: Resolved, out: Lowered) -> None:
 
 
 def build_node(e, args, fr: Frame, builder: GraphBuilder):
-    kw = dict(span=e.span, scope=fr.scope)
+    kw = dict(span=e.span, **fr.where)
     if isinstance(e, S.Unary):
         return builder.add("neg", *args, **kw)
     if isinstance(e, S.Binary):
         a, b = args
         if e.op == "matmul":
-            return product(builder, a, b, e.span, fr.scope)
+            return product(builder, a, b, e.span, fr)
         return builder.add(e.op, a, b, what=f"'{e.symbol}'", **kw)
     if isinstance(e, S.Call):
         op = lookup(e.func)
@@ -174,11 +182,12 @@ def build_node(e, args, fr: Frame, builder: GraphBuilder):
     raise AssertionError(f"no lowering for {type(e).__name__}")
 
 
-def product(builder: GraphBuilder, a, b, span, scope):
+def product(builder: GraphBuilder, a, b, span, fr: Frame):
     """Juxtaposition and `@ · ∙ ⋅`: a matrix product, or scaling when either side is a scalar."""
+    kw = dict(span=span, **fr.where)
     if () in (builder.graph.nodes[a]["shape"], builder.graph.nodes[b]["shape"]):
-        return builder.add("mul", a, b, what="scaling", span=span, scope=scope)    # `2 x`, `0.5 (y - t)^2`
-    return builder.add("matmul", a, b, what="matrix product", span=span, scope=scope)
+        return builder.add("mul", a, b, what="scaling", **kw)    # `2 x`, `0.5 (y - t)^2`
+    return builder.add("matmul", a, b, what="matrix product", **kw)
 
 
 def plural(n: int, word: str) -> str:

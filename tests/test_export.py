@@ -287,6 +287,9 @@ def test_dot_clusters_one_box_per_inlined_call():
     # f(f(x)): two calls of one function feeding each other stay two boxes
     twice = nndsl.compile("def f(a) = relu(a)\ninput x[2]\ny = f(f(x))\n")
     assert to_dot(export_graph(twice)).count('label="f()"') == 2
+    nested = nndsl.compile("def g(a) = relu(a)\ndef twice(z) = g(g(z))\ninput x[2]\ny = twice(twice(x))\n")
+    text = to_dot(export_graph(nested))
+    assert text.count('label="twice()"') == 2 and text.count('label="g()"') == 4
     # the nodes averaging the loss over the batch are no part of the function computing it
     in_function = nndsl.compile("def sq(a, b) = 0.5 (a - b)^2\ninput x\ninput t\nparam w\nloss L = sq(w x, t)\n")
     assert to_dot(export_graph(in_function, grad=True)).count('label="sq()"') == 1
