@@ -163,30 +163,31 @@ class Model:
         """The input nodes the loss depends on."""
         return {n for n in needed(self.graph, [self.lowered.loss[1]]) if self.graph.nodes[n]["op"] == "input"}
 
-    def execute(self, plan, graph, feeds) -> list:
+    def evaluate(self, key, graph, targets: list, params: dict | None, data: dict, extra: dict | None = None) -> list:
+        """Values of `targets` in `graph` (plan cached under `key`): parameters and data checked,
+        and a single sample's results without the batch axis. `extra` feeds further leaves."""
+        params = self.check_params(params)
+        feeds, single = self.feeds(data)
+        plan = self.plan(key, graph, targets)
+        self.require_data(plan, feeds)
+        feeds.update({self.params[n]: v for n, v in params.items()})
+        feeds.update(extra or {})
         try:
-            return execute(plan, graph, feeds)
+            values = execute(plan, graph, feeds)
         except NndslError as err:
             raise err.located(self.filename, self.program.source) from None
+        if single:
+            values = [v[0] if graph.nodes[t]["batched"] else v for t, v in zip(targets, values)]
+        return values
 
     def run(self, params: dict | None = None, **inputs) -> dict:
         """Forward evaluation: {output name: array}, plus the per-sample loss when its inputs are given."""
-        params = self.check_params(params)
-        feeds, single = self.feeds(inputs)
         targets = dict(self.outputs)
-        if self.loss_name is not None and self.loss_inputs <= feeds.keys():
+        given = {self.inputs[n] for n in inputs if n in self.inputs}
+        if self.loss_name is not None and self.loss_inputs <= given:
             targets[self.loss_name] = self.lowered.loss[1]
-        key = ("run", tuple(targets))
-        plan = self.plan(key, self.graph, list(targets.values()))
-        self.require_data(plan, feeds)
-        feeds.update({self.params[n]: v for n, v in params.items()})
-        values = self.execute(plan, self.graph, feeds)
-        out = {}
-        for name, value in zip(targets, values):
-            if single and self.graph.nodes[targets[name]]["batched"]:
-                value = value[0]
-            out[name] = value
-        return out
+        values = self.evaluate(("run", tuple(targets)), self.graph, list(targets.values()), params, inputs)
+        return dict(zip(targets, values))
 
     def objective_graph(self):
         """The forward graph with the batch-mean objective added: (graph, objective node)."""
@@ -203,13 +204,8 @@ class Model:
 
     def loss(self, params: dict | None = None, **data) -> float:
         """The batch-mean loss alone."""
-        params = self.check_params(params)
-        feeds, _ = self.feeds(data)
         graph, objective = self.objective_graph()
-        plan = self.plan("objective", graph, [objective])
-        self.require_data(plan, feeds)
-        feeds.update({self.params[n]: v for n, v in params.items()})
-        (value,) = self.execute(plan, graph, feeds)
+        (value,) = self.evaluate("objective", graph, [objective], params, data)
         return float(value)
 
     def require_data(self, plan, feeds):
@@ -236,19 +232,9 @@ class Model:
             if name not in self.params and name not in self.inputs:
                 raise NndslError(f"--wrt {name}: not a parameter or input of the model "
                                  f"(parameters: {', '.join(self.params) or 'none'}; inputs: {', '.join(self.inputs) or 'none'})")
-        params = self.check_params(params)
-        feeds, single = self.feeds(data)
         graph, objective, grads = self.gradient_graph(wrt)
-        plan = self.plan(("grad", wrt), graph, [objective] + list(grads.values()))
-        self.require_data(plan, feeds)
-        feeds.update({self.params[n]: v for n, v in params.items()})
-        loss, *values = self.execute(plan, graph, feeds)
-        out = {}
-        for name, value in zip(grads, values):
-            if single and graph.nodes[grads[name]]["batched"]:
-                value = value[0]
-            out[name] = value
-        return float(loss), out
+        loss, *values = self.evaluate(("grad", wrt), graph, [objective] + list(grads.values()), params, data)
+        return float(loss), dict(zip(grads, values))
 
     def hvp(self, params: dict, vector: dict, **data) -> dict:
         """Hessian-vector product of the batch-mean loss: the gradient of (grad · vector), by
@@ -273,11 +259,6 @@ class Model:
             graph, second = differentiate(graph, total, params_nodes)
             cached = self._grad_graphs[key] = (graph, [second[self.params[n]] for n in wrt], directions)
         graph, outs, directions = cached
-        params = self.check_params(params)
-        feeds, _ = self.feeds(data)
-        feeds.update({self.params[n]: v for n, v in params.items()})
-        plan = self.plan(key, graph, outs)
-        self.require_data(plan, feeds)
         vector = self.check_params(vector, source="the direction")
-        feeds.update({directions[n]: vector[n] for n in wrt})
-        return dict(zip(wrt, self.execute(plan, graph, feeds)))
+        values = self.evaluate(key, graph, outs, params, data, {directions[n]: vector[n] for n in wrt})
+        return dict(zip(wrt, values))
