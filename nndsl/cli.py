@@ -3,49 +3,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .errors import NndslError, file_error
+from .errors import NndslError
+from .files import save_npz, write_atomic
 from .model import Model, load
 from .ops import fmt_shape
 
 
 # ---- helpers -----------------------------------------------------------------------------
-def write_atomic(path: Path, write, mode: int | None = None) -> None:
-    """Write through a temporary file in the same folder, then rename it into place. The file
-    gets `mode`, or the permissions an ordinary open() would give it."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise file_error(path, f"folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_npz(path, arrays: dict) -> None:
-    if not str(path).endswith(".npz"):
-        raise NndslError(f"-o {path}: arrays are written to an .npz file")
-    write_atomic(Path(path), lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
-
-
 def parse_dims(pairs: list[str]) -> dict:
     dims = {}
     for pair in pairs or ():
@@ -238,12 +209,99 @@ def cmd_export(args) -> int:
     return 0
 
 
+def train_layers(args) -> list:
+    """The training flags as layers of settings over the model's `train` statement."""
+    from .settings import value_node
+    flags = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "epochs": args.epochs,
+             "batch": args.batch_size, "schedule": args.schedule, "val": args.val_split,
+             "patience": args.patience, "seed": args.seed}
+    flag_names = {"batch": "--batch-size", "val": "--val-split"}
+    layer = {key: value_node(key, text, flag_names.get(key, f"--{key}")) for key, text in flags.items()
+             if text is not None}
+    if args.no_shuffle:
+        layer["shuffle"] = value_node("shuffle", False, "--no-shuffle")
+    layers = [layer]
+    if args.until_correct:
+        layers.append({"until": value_node("until", "correct", "--until-correct")})
+    if args.tol is not None:
+        layers.append({"until": value_node("until", args.tol, "--tol")})
+    return layers
+
+
+def cmd_train(args) -> int:
+    from .report import Progress, check_log_path, metric_text, plot, require_matplotlib, write_log
+    from .training import Trainer
+    model = load_model(args)
+    settings = model.train_settings(train_layers(args))
+    if args.log:
+        check_log_path(args.log)
+    if args.plot:
+        require_matplotlib(args.plot)
+    output = args.output or f"{Path(args.file).stem}.params.npz"
+    if not output.endswith(".npz"):
+        raise NndslError(f"-o {output}: parameters are written to an .npz file")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise NndslError(f"--checkpoint-every {args.checkpoint_every}: give a positive number of epochs")
+    if args.checkpoint_every is not None and not args.checkpoint:
+        raise NndslError("--checkpoint-every needs --checkpoint FILE")
+    if args.params:
+        from .data import load_arrays
+        params = model.check_params(load_arrays(Path(args.params)), source=args.params)
+    else:
+        params = model.init(settings.seed)
+    val_data = model.read_data(args.val_data) if args.val_data else None
+    trainer = Trainer(model, settings, params, gather_data(model, args), val_data)
+    if args.resume:
+        trainer.restore(args.resume)
+    progress = Progress(settings.epochs, trainer.position.epoch, quiet=args.quiet)
+    checkpoint = args.checkpoint or f"{Path(args.file).stem}.ckpt.npz"
+    if not args.quiet:
+        resumed = f", resumed after epoch {trainer.position.epoch}" if args.resume else ""
+        print(f"training {model.name or args.file}: {settings.describe()}; {trainer.n} training samples"
+              + (f", {len(next(iter(trainer.val.values())))} for validation" if trainer.val else "") + resumed,
+              file=sys.stderr)
+    try:
+        history = trainer.run(on_epoch=progress, checkpoint=(lambda t: t.save(checkpoint)) if args.checkpoint else None,
+                              checkpoint_every=args.checkpoint_every or 1)
+    finally:
+        progress.close()
+    if args.log:
+        write_log(args.log, history.rows)
+    if args.plot and history.rows:
+        plot(args.plot, history.rows, f"{model.name or Path(args.file).stem}: {settings.optimizer}, lr {settings.lr:g}")
+    if history.stopped == "interrupted":
+        trainer.save(checkpoint)
+        pos = trainer.position
+        print(f"nndsl: interrupted in epoch {pos.epoch + 1} after {pos.step} steps; wrote {checkpoint}; continue "
+              f"with: nndsl train {args.file} --resume {checkpoint}", file=sys.stderr)
+        return 130
+    if history.stopped != "nonfinite" and args.checkpoint:
+        trainer.save(checkpoint)
+    save_npz(output, trainer.result())
+    last = history.last
+    if history.stopped == "nonfinite":
+        print(f"nndsl: {history.message}", file=sys.stderr)
+        if history.origin is not None:
+            print(history.origin.render(), file=sys.stderr)
+        print(f"wrote {output} (the last parameters whose loss was finite)")
+        return 1
+    print(f"stopped: {history.message}")
+    if last:
+        print(f"epoch {last['epoch']}: {metric_text(last)}")
+    if history.best_epoch is not None and history.best_epoch != last.get("epoch"):
+        best = history.rows[[r["epoch"] for r in history.rows].index(history.best_epoch)]
+        print(f"best epoch {history.best_epoch}: {metric_text(best)} (these parameters are written)")
+    print(f"wrote {output}")
+    return 0
+
+
 # ---- the parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("file", metavar="FILE", help="the .nn model file")
     common.add_argument("--set", action="append", metavar="NAME=INT", help="override a dim (repeatable)")
-    common.add_argument("--seed", type=int, default=0, help="seed for parameter initialisation (default 0)")
+    common.add_argument("--seed", type=int, help="seed for parameter initialisation (default 0; train: "
+                        "also the order of samples, default the train statement's)")
     common.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     common.add_argument("--debug", action="store_true", help="show a Python traceback on errors")
 
@@ -281,6 +339,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-clusters", action="store_true", help="dot, svg, png: don't box the calls of functions")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically); text formats default to stdout")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("train", parents=[common, data], help="train the parameters (settings: the model's train statement)")
+    p.add_argument("--optimizer", metavar="NAME", help="sgd, adam or adamw, with hyperparameters: 'sgd(momentum = 0.9)'")
+    p.add_argument("--lr", metavar="A", help="learning rate")
+    p.add_argument("--momentum", metavar="M", help="sgd's momentum")
+    p.add_argument("--epochs", metavar="N", help="epochs in all (default 100)")
+    p.add_argument("--batch-size", metavar="B", help="samples per step (default 32; 1: online SGD)")
+    p.add_argument("--schedule", metavar="NAME", help="constant, inverse(γ), inv(γ, p), step(every, γ), exp(γ), cosine")
+    p.add_argument("--val-split", metavar="F", help="hold out the last fraction F of the data for validation")
+    p.add_argument("--val-data", metavar="D", help="validation data: .npz keyed by input name, or .csv")
+    p.add_argument("--until-correct", action="store_true", help="stop once an epoch classifies every sample correctly")
+    p.add_argument("--tol", metavar="E", help="stop once an epoch changes the parameters by less than E")
+    p.add_argument("--patience", metavar="K", help="stop after K epochs without a better validation loss")
+    p.add_argument("--no-shuffle", action="store_true", help="visit the samples in the order given")
+    p.add_argument("--log", metavar="F.csv|F.jsonl", help="write one row per epoch")
+    p.add_argument("--plot", metavar="F.png", help="draw the learning curves (needs matplotlib)")
+    p.add_argument("--checkpoint", metavar="FILE", help="save parameters and optimizer state (.npz) as training goes")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="every N epochs (default 1)")
+    p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-o", "--output", metavar="P.npz", help="the trained parameters (default: FILE's stem + .params.npz)")
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("fmt", parents=[common], help="rewrite FILE in the canonical style")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 (with a diff) if FILE would change")
     p.set_defaults(func=cmd_fmt)
@@ -293,6 +372,10 @@ def main(argv=None) -> int:
     # Overflow to inf and nan are results the command prints, not warnings to interleave.
     previous = np.seterr(all="ignore")
     try:
+        if args.seed is not None and args.seed < 0:
+            raise NndslError(f"--seed {args.seed}: give a whole number >= 0")
+        if args.seed is None and args.command != "train":    # train reads its seed from the model too
+            args.seed = 0
         return args.func(args)
     except NndslError as err:
         if args.debug:

@@ -61,7 +61,7 @@ OPERANDS = {"add": (SUM, PRODUCT), "sub": (SUM, PRODUCT), "mul": (PRODUCT, NEGAT
 SPELLING = {"add": " + ", "sub": " - ", "mul": " * ", "div": " / ", "pow": "^"}
 
 PUSH, POP = object(), object()          # markers: an opening bracket's column, and its end
-SPAN_FIELDS = frozenset({"span", "name_span", "func_span"})
+SPAN_FIELDS = frozenset({"span", "name_span", "func_span", "key_span"})
 
 
 @dataclass
@@ -316,6 +316,8 @@ class Formatter:
             return [f"input {st.name}{shape_text(st.shape)}"]
         if isinstance(st, S.DataFileStmt):
             return [f'data "{st.path}"']
+        if isinstance(st, S.TrainStmt):
+            return ["train " + ", ".join(f"{s.key} = {setting_text(s.value)}" for s in st.settings)]
         if isinstance(st, S.ParamStmt):
             head = [f"param {st.name}{shape_text(st.shape)}"] + ([" = "] if st.init is not None else [])
         elif isinstance(st, S.OutputStmt):
@@ -343,6 +345,16 @@ def place_inner(block: Block, line: int, text: str) -> None:
         return
     brk, where = block.break_lines[line]
     (brk.trailing if where == "trailing" else brk.own).append(text)
+
+
+def setting_text(value) -> str:
+    """A `train` setting's value: `3000`, `correct`, `sgd(lr = 0.5, momentum = 0.9)`."""
+    if isinstance(value, S.Number):
+        return value.text
+    if isinstance(value, S.Name):
+        return value.id
+    args = (a.value.text if a.key is None else f"{a.key} = {a.value.text}" for a in value.args)
+    return f"{value.func}({', '.join(args)})"
 
 
 def shape_text(shape: tuple) -> str:

@@ -96,4 +96,17 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
                     env[slot] = None
     except FloatingPointError as err:           # raised by kernels for bad data (class indices)
         raise NndslError(str(err), span_of(graph, step[4])) from None
-    return [env[t] for t in plan.targets]
+    return owned([env[t] for t in plan.targets], [v for _, v in plan.constants] + list(feeds.values()))
+
+
+def owned(values: list, shared: list) -> list:
+    """The values, each an array no one else holds: a constant the plan keeps, an array the
+    caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied."""
+    seen = {id(v) for v in shared}
+    out = []
+    for v in values:
+        if isinstance(v, np.ndarray) and (v.base is not None or id(v) in seen or not v.flags.writeable):
+            v = v.copy()
+        seen.add(id(v))
+        out.append(v)
+    return out

@@ -19,6 +19,7 @@ from .ops import fmt_shape
 from .parser import parse, read_source
 from .resolve import resolve
 from .rewrite import rewrite_stable
+from .settings import KEYS, merge, statement_layer, value_node
 
 
 def compile(source: str, dims: dict | None = None, *, filename: str = "<string>", dtype="float32") -> "Model":
@@ -29,6 +30,8 @@ def compile(source: str, dims: dict | None = None, *, filename: str = "<string>"
         lowered = lower(resolved)
         inits = {st.name: parse_init(st, resolved.shapes[st.name])
                  for st in program.statements if isinstance(st, S.ParamStmt)}
+        train_layer = statement_layer(resolved.train)
+        merge([train_layer])                   # `check` validates the training settings too
     except NndslError as err:
         raise err.located(filename, source) from None
     rewrite_stable(lowered.graph)
@@ -74,6 +77,19 @@ class Model:
 
     def input_shapes(self) -> dict:
         return {name: self.graph.nodes[node]["shape"] for name, node in self.inputs.items()}
+
+    @property
+    def train_layer(self) -> dict:
+        """The settings of the model's `train` statement, as {key: syntax node}."""
+        return statement_layer(self.resolved.train)
+
+    def train_settings(self, overrides: list | None = None):
+        """The training settings: defaults, then the `train` statement, then each layer of
+        `overrides` ({key: value or syntax node}), later layers winning."""
+        try:
+            return merge([self.train_layer] + list(overrides or ()))
+        except NndslError as err:
+            raise err.located(self.filename, self.program.source) from None
 
     def astype(self, dtype) -> "Model":
         """The same model computing in another dtype (float32 or float64)."""
@@ -262,3 +278,36 @@ class Model:
         vector = self.check_params(vector, source="the direction")
         values = self.evaluate(key, graph, outs, params, data, {directions[n]: vector[n] for n in wrt})
         return dict(zip(wrt, values))
+
+    # ---- training ----------------------------------------------------------------------
+    def train(self, params: dict | None = None, *, data: dict | None = None, val_data: dict | None = None,
+              checkpoint=None, checkpoint_every: int | None = None, resume=None, on_epoch=None, **keywords):
+        """Trains the parameters (SPEC section 10): returns (trained parameters, History).
+
+        Keywords named like a setting of the `train` statement (`lr`, `epochs`, `batch`,
+        `optimizer="adam"`, `schedule="inverse(0.01)"`, `until="correct"` or a tolerance, ...)
+        override the model's own; any other keyword is an input (or pass `data={...}`). Without
+        data, the model's `data` statements are used. `params` are not changed.
+        """
+        from .training import Trainer
+        data = dict(data or {})
+        overrides = {}
+        for key, value in keywords.items():
+            if key in KEYS and key not in self.inputs:
+                overrides[key] = value_node(key, value, f"{key}=")
+            elif key in KEYS:
+                raise NndslError(f"'{key}' names both a training setting and an input of the model: "
+                                 "pass the input in data={...}")
+            else:
+                data[key] = value
+        settings = self.train_settings([overrides])
+        if params is None:
+            params = self.init(settings.seed)
+        trainer = Trainer(self, settings, params, data or self.default_data(), val_data)
+        if resume is not None:
+            trainer.restore(resume)
+        trainer.run(on_epoch=on_epoch, checkpoint=(lambda t: t.save(checkpoint)) if checkpoint else None,
+                    checkpoint_every=checkpoint_every or 1)
+        if checkpoint and trainer.history.stopped != "nonfinite":
+            trainer.save(checkpoint)
+        return trainer.result(), trainer.history

@@ -62,6 +62,9 @@ class Op:
     # product); only for ops whose gradient rules do not read their own output.
     batch_reducible: bool = False
     reduces_batch: bool = False           # its kernel computes batch-reduced values itself
+    # Losses that say what a correct answer is: (prediction, target) -> booleans, one per answer
+    # (training accuracy is the fraction that are True).
+    correct: Callable | None = None
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -739,6 +742,18 @@ defop("mae", arity=2, shape=pairwise_loss,
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(t, y)), 1.0 / pairwise_size(d, y, t)))))
 
 
+def same_class(p, t):
+    return np.argmax(p, axis=-1) == np.argmax(t, axis=-1)
+
+
+def same_side(threshold):
+    return lambda y, t: (y > threshold) == (t > 0.5)
+
+
+def same_sign(y, t):
+    return y * t > 0
+
+
 def bce_elements(p, t):
     return -(t * clamped_log(p) + (1 - t) * clamped_log(1 - p))
 
@@ -747,7 +762,7 @@ def bce_logits_elements(z, t):
     return np.maximum(z, 0) - z * t + np.logaddexp(0, -np.abs(z)).astype(z.dtype, copy=False)
 
 
-defop("bce", arity=2, shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
+defop("bce", arity=2, correct=same_side(0.5), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
       stable={"sigmoid": "bce_logits"},
       onnx=onnx_pairwise_loss(onnx_bce),
       doc="binary cross entropy; as in torch.nn.BCELoss, log is clamped at -100 and the gradient's "
@@ -755,43 +770,43 @@ defop("bce", arity=2, shape=pairwise_loss, forward=None, kernel_factory=per_samp
       vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.max(d.mul(p, d.sub(1.0, p)), 1e-12),
                                                                     float(pairwise_size(d, p, t))))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.sub(d.log(d.sub(1.0, p)), d.log(p)), 1.0 / pairwise_size(d, p, t)))))
-defop("bce_logits", arity=2, shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_logits_elements),
+defop("bce_logits", arity=2, correct=same_side(0.0), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_logits_elements),
       callable=False,
       onnx=onnx_pairwise_loss(onnx_bce_logits),
       doc="bce(sigmoid(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.sigmoid(z), t), 1.0 / pairwise_size(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(z, -1.0 / pairwise_size(d, z, t)))))
-defop("cross_entropy", arity=2, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
+defop("cross_entropy", arity=2, correct=same_class, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
       onnx=onnx_class_loss(onnx_clamped_log),
       forward=None, kernel_factory=class_mean(lambda p, t: -(t * clamped_log(p))),
       vjp=(lambda d, g, out, p, t: d.mul(g, d.mul(d.div(t, p), -1.0 / class_rows(d, p, t))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.log(p), -1.0 / class_rows(d, p, t)))))
-defop("cross_entropy_logits", arity=2, shape=class_loss, callable=False,
+defop("cross_entropy_logits", arity=2, correct=same_class, shape=class_loss, callable=False,
       onnx=onnx_class_loss(lambda e, z: e("LogSoftmax", z, axis=-1)),
       forward=None, kernel_factory=class_mean(lambda z, t: -(t * log_softmax_fwd(None, z))),
       doc="cross_entropy(softmax(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(d.broadcast_like(t, z))), t), 1.0 / class_rows(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
-defop("sparse_cross_entropy", arity=2, shape=sparse_class_loss, forward=sparse_ce_fwd,
+defop("sparse_cross_entropy", arity=2, correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
       onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
       stable={"softmax": "sparse_cross_entropy_logits"},
       vjp=(lambda d, g, out, p, k: d.neg(d.mul(g, d.div(d.one_hot(k, p), p))), None))
-defop("sparse_cross_entropy_logits", arity=2, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
+defop("sparse_cross_entropy_logits", arity=2, correct=lambda z, k: np.argmax(z, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
       onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
       doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
       vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
-defop("hinge", arity=2, shape=pairwise_loss,
+defop("hinge", arity=2, correct=same_sign, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, 1 - t * y)),
       doc="max(0, 1 - t·y); at the kink the gradient is -t (as sklearn; torch.clamp(min=0))",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t)))))
-defop("squared_hinge", arity=2, shape=pairwise_loss,
+defop("squared_hinge", arity=2, correct=same_sign, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Max", e.const(0.0), onnx_margin(e, y, t)))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(np.maximum(0, 1 - t * y))),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))))
-defop("perceptron", arity=2, shape=pairwise_loss,
+defop("perceptron", arity=2, correct=same_sign, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), e("Neg", e("Mul", t, y)))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, -t * y)),
       doc="max(0, -t·y); at the kink the gradient is -t, so SGD with batch 1 is Rosenblatt's rule",

@@ -55,7 +55,7 @@ class BracketNewlines(PostLex):
 _lock = threading.Lock()
 _comments: list[Token] = []
 _postlex = BracketNewlines()
-_parser = Lark(grammar_text(), parser="lalr", start=["start", "value"], propagate_positions=True,
+_parser = Lark(grammar_text(), parser="lalr", start=["start", "value", "flag_value"], propagate_positions=True,
                maybe_placeholders=True, postlex=_postlex, lexer_callbacks={"COMMENT": _comments.append})
 
 
@@ -81,7 +81,7 @@ def union(a: Span, b: Span) -> Span:
     return Span(a.line, a.column, b.end_line, b.end_column)
 
 
-KEYWORDS = ("model", "dim", "input", "param", "output", "loss", "def", "data")
+KEYWORDS = ("model", "dim", "input", "param", "output", "loss", "def", "data", "train")
 
 
 def normalize_name(tok: Token) -> str:
@@ -178,6 +178,31 @@ class ToSyntax(Transformer_NonRecursive):
     def bind_stmt(self, meta, name, expr):
         return S.BindStmt(normalize_name(name), expr, span_of(meta), span_of(name))
 
+    def train_stmt(self, meta, *settings):
+        return S.TrainStmt(tuple(settings), span_of(meta))
+
+    def setting(self, meta, key, value):
+        return S.Setting(normalize_name(key), value, span_of(meta), span_of(key))
+
+    def setting_name(self, meta, tok):
+        return S.Name(normalize_name(tok), span_of(tok))
+
+    def setting_call(self, meta, func, *args):
+        return S.SettingCall(normalize_name(func), tuple(a for a in args if a is not None), span_of(meta),
+                             span_of(func))
+
+    def setting_arg(self, meta, key, value):
+        return S.SettingArg(None if key is None else normalize_name(key), value, span_of(meta))
+
+    def signed_number(self, meta, minus, tok):
+        number = parse_number(tok)
+        if minus is None:
+            return number
+        return S.Number(-number.value, "-" + number.text, span_of(meta))
+
+    def flag_value(self, meta, value):
+        return value
+
     def start(self, meta, *statements):
         return tuple(statements)
 
@@ -272,7 +297,8 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
 
 
 def parse(source: str, filename: str = "<string>", start: str = "start"):
-    """Parse a whole file (start="start") or a command-line value (start="value")."""
+    """Parse a whole file (start="start"), a command-line value (start="value") or the value of a
+    training flag (start="flag_value")."""
     with _lock:
         _comments.clear()
         try:
@@ -289,6 +315,6 @@ def parse(source: str, filename: str = "<string>", start: str = "start"):
         raise
     except NndslError as err:
         raise err.located(filename, source) from None
-    if start == "value":
+    if start != "start":
         return result
     return S.Program(result, comments, source, filename)

@@ -25,6 +25,7 @@ class Resolved:
     shapes: dict                    # input/param name -> tuple of ints
     loss: S.LossStmt | None
     outputs: list                   # OutputStmt, in order
+    train: S.TrainStmt | None = None
     data_files: list = field(default_factory=list)    # (Path, span)
     data_inline: dict = field(default_factory=dict)   # input name -> (ndarray, span)
 
@@ -74,13 +75,18 @@ def resolve(program: S.Program, overrides: dict | None = None) -> Resolved:
     if len(losses) > 1:
         raise NndslError(f"a model has one loss; '{losses[0].name}' is declared at line {losses[0].span.line}",
                          losses[1].name_span)
+    trains = [st for st in statements if isinstance(st, S.TrainStmt)]
+    if len(trains) > 1:
+        raise NndslError(f"a model has one 'train' statement; the first is at line {trains[0].span.line} "
+                         "(list several settings in it, separated by commas)", trains[1].span)
     outputs = [st for st in statements if isinstance(st, S.OutputStmt)]
     for st in outputs:
         if st.expr is None and st.name not in bound_at:
             raise NndslError(f"undefined name '{st.name}'", st.name_span)
 
     resolved = Resolved(program, next((st.name for st in statements if isinstance(st, S.ModelStmt)), None),
-                        dims, bound_at, defs, shapes, losses[0] if losses else None, outputs)
+                        dims, bound_at, defs, shapes, losses[0] if losses else None, outputs,
+                        train=trains[0] if trains else None)
     base = Path(program.filename).resolve().parent if not program.filename.startswith("<") else Path.cwd()
     for st in statements:
         if isinstance(st, S.DataFileStmt):

@@ -154,6 +154,39 @@ class DataInlineStmt:
 
 
 @dataclass(frozen=True)
+class SettingCall:
+    """A setting's value written as a call: `sgd(lr = 0.5, momentum = 0.9)`, `inverse(0.01)`."""
+
+    func: str
+    args: tuple        # of SettingArg
+    span: Span
+    func_span: Span
+
+
+@dataclass(frozen=True)
+class SettingArg:
+    key: str | None    # None: positional
+    value: Number
+    span: Span
+
+
+@dataclass(frozen=True)
+class Setting:
+    """`key = value` in a `train` statement; the value is a Number, a Name or a SettingCall."""
+
+    key: str
+    value: object
+    span: Span
+    key_span: Span
+
+
+@dataclass(frozen=True)
+class TrainStmt:
+    settings: tuple    # of Setting
+    span: Span
+
+
+@dataclass(frozen=True)
 class Comment:
     """A comment, kept so that formatting can put it back."""
 

@@ -168,7 +168,9 @@ def test_iris_data():
     assert data["x"].shape == (150, 4)
     assert data["k"].shape == (150,)
     assert np.bincount(data["k"].astype(int)).tolist() == [50, 50, 50]
-    np.testing.assert_array_equal(data["x"][0], [5.1, 3.5, 1.4, 0.2])
+    np.testing.assert_array_equal(data["x"][0], [6.1, 2.8, 4.0, 1.3])
+    # Rows are in a shuffled order, so that a validation split of the last rows holds every species.
+    assert np.bincount(data["k"][-30:].astype(int)).tolist() == [8, 12, 10]
 
 
 # ---- they learn ------------------------------------------------------------------------------
