@@ -220,12 +220,11 @@ def train_layers(args) -> list:
              if text is not None}
     if args.no_shuffle:
         layer["shuffle"] = value_node("shuffle", False, "--no-shuffle")
-    layers = [layer]
-    if args.until_correct:
-        layers.append({"until": value_node("until", "correct", "--until-correct")})
-    if args.tol is not None:
-        layers.append({"until": value_node("until", args.tol, "--tol")})
-    return layers
+    until = ([value_node("until", "correct", "--until-correct")] if args.until_correct else []) + \
+            ([value_node("until", args.tol, "--tol")] if args.tol is not None else [])
+    if until:                                   # the flags replace the model's `until`
+        layer["until"] = until
+    return [layer]
 
 
 def cmd_train(args) -> int:
@@ -282,7 +281,7 @@ def cmd_train(args) -> int:
     if history.stopped == "nonfinite":
         print(f"nndsl: {history.message}", file=sys.stderr)
         if history.origin is not None:
-            print(history.origin.render(), file=sys.stderr)
+            print(history.origin.render("note"), file=sys.stderr)
         print(f"wrote {output} (the last parameters whose loss was finite)")
         return 1
     print(f"stopped: {history.message}")

@@ -39,11 +39,13 @@ class NndslError(Exception):
             self.source = source
         return self
 
-    def render(self) -> str:
+    def render(self, kind: str = "error") -> str:
+        """The message as `FILE:LINE:COL: error: ...`, the source line and a caret under the span
+        (`kind` "note" for a message that points at the source without being an error)."""
         if self.span is None:
             where = f"{self.filename}: " if self.filename else ""
-            return f"{where}error: {self.message}"
-        head = f"{self.filename or '<input>'}:{self.span.line}:{self.span.column}: error: {self.message}"
+            return f"{where}{kind}: {self.message}"
+        head = f"{self.filename or '<input>'}:{self.span.line}:{self.span.column}: {kind}: {self.message}"
         lines = (self.source or "").splitlines()
         if not 1 <= self.span.line <= len(lines):
             return head

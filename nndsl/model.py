@@ -86,8 +86,9 @@ class Model:
     def train_settings(self, overrides: list | None = None):
         """The training settings: defaults, then the `train` statement, then each layer of
         `overrides` ({key: value or syntax node}), later layers winning."""
+        layers = [{k: value_node(k, v, f"{k}=") for k, v in layer.items()} for layer in overrides or ()]
         try:
-            return merge([self.train_layer] + list(overrides or ()))
+            return merge([self.train_layer] + layers)
         except NndslError as err:
             raise err.located(self.filename, self.program.source) from None
 
@@ -294,7 +295,7 @@ class Model:
         overrides = {}
         for key, value in keywords.items():
             if key in KEYS and key not in self.inputs:
-                overrides[key] = value_node(key, value, f"{key}=")
+                overrides[key] = value
             elif key in KEYS:
                 raise NndslError(f"'{key}' names both a training setting and an input of the model: "
                                  "pass the input in data={...}")

@@ -221,6 +221,8 @@ def matmul_kernel(info: KernelInfo):
         return np.matmul                               # x W, batched rows times a matrix
     if bo and not ba and ra == 2 and bb and rb == 2:
         return np.matmul
+    if bo and (ra, rb) == (1, 1) and ba != bb:          # w · x over a batch: one matrix-vector product
+        return np.matmul if ba else (lambda a, b: b @ a)
     sa, sb, so = MATMUL_CASES[(ra, rb)]
     spec = f"{'z' if ba else ''}{sa},{'z' if bb else ''}{sb}->{'z' if bo else ''}{so}"
     return lambda a, b: np.einsum(spec, a, b, optimize=True)

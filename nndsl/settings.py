@@ -205,8 +205,10 @@ def value_node(key: str, value, origin: str):
     """An API keyword's or a flag's value as a syntax node: numbers as they are, text parsed by
     the grammar (errors located in `origin`, e.g. `--optimizer`)."""
     from .parser import parse
-    if isinstance(value, (S.Number, S.Name, S.SettingCall)):
+    if isinstance(value, (S.Number, S.Name, S.SettingCall, LocatedNode)):
         return value
+    if isinstance(value, (list, tuple)):        # `until`: both criteria
+        return [value_node(key, v, origin) for v in value]
     if isinstance(value, bool):
         return S.Name("true" if value else "false", None)
     if isinstance(value, (int, float)):
@@ -226,6 +228,8 @@ class LocatedNode:
 
 
 def read_key(key: str, node):
+    if isinstance(node, list):                   # `until`: both criteria, from two flags
+        return [read_key(key, n) for n in node]
     where = None
     if isinstance(node, LocatedNode):
         where, node = node, node.node
@@ -282,9 +286,8 @@ def merge(layers: list) -> Settings:
     for key in ("epochs", "batch", "val", "patience", "seed", "shuffle"):
         if key in values:
             setattr(s, key, values[key])
-    for i, layer in enumerate(layers):           # `until` may be given as both criteria
-        if "until" in layer:
-            criterion = read_key("until", layer["until"])
+    if "until" in values:                        # one criterion, or a list of both
+        for criterion in values["until"] if isinstance(values["until"], list) else [values["until"]]:
             if criterion == "correct":
                 s.until_correct = True
             else:

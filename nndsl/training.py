@@ -16,6 +16,7 @@ import math
 import signal
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +136,9 @@ class Trainer:
         self.settings = settings
         self.names = list(model.params)
         self.params = {k: v.copy() for k, v in model.check_params(params).items()}
+        for name, value in self.params.items():
+            if not np.all(np.isfinite(value)):
+                raise model.error(f"the initial value of parameter '{name}' is not finite", name)
         needed = [name for name, node in model.inputs.items() if node in model.loss_inputs]
         missing = [n for n in needed if n not in data]
         if missing:
@@ -170,7 +174,8 @@ class Trainer:
         self.position = Position()
         self.history = History()
         self.best = None                 # the parameters of the best validation loss (patience)
-        self.previous = self.params      # the parameters before the last step
+        self.previous = self.params      # the parameters before the last step, and its batch
+        self.previous_batch = None
         self.epoch_start = self.params
         self.lr = settings.lr
         self.accuracy_node = accuracy_node(model)
@@ -187,10 +192,10 @@ class Trainer:
         graph, objective, grads = model.gradient_graph(tuple(self.names))
         extra = list(self.accuracy_node[1]) if self.accuracy_node else []
         self.graph = graph
-        self.step_plan = schedule(graph, [objective] + [grads[n] for n in self.names] + extra, model.dtype)
-        fgraph, fobjective = model.objective_graph()
-        self.eval_graph = fgraph
-        self.eval_plan = schedule(fgraph, [fobjective] + extra, model.dtype)
+        self.step_plan = model.plan(("train", tuple(self.names), tuple(extra)), graph,
+                                    [objective] + [grads[n] for n in self.names] + extra)
+        self.eval_graph, fobjective = model.objective_graph()
+        self.eval_plan = model.plan(("train-eval", tuple(extra)), self.eval_graph, [fobjective] + extra)
         self.param_nodes = [(model.params[n], n) for n in self.names]
         self.input_nodes = [(model.inputs[n], n) for n in self.data]
 
@@ -274,10 +279,10 @@ class Trainer:
             batch = {k: v[index] for k, v in self.data.items()}
         values = execute(self.step_plan, self.graph, self.feeds(self.params, batch))
         loss = float(values[0])
-        grads = values[1:1 + len(self.names)]
-        if not math.isfinite(loss) or not all(np.isfinite(np.sum(g)) for g in grads):
-            self.nonfinite(loss, grads, batch)
+        if not math.isfinite(loss):
+            self.nonfinite(loss, batch)
             return False
+        grads = values[1:1 + len(self.names)]
         size = hi - lo
         pos.loss_sum += loss * size
         pos.samples += size
@@ -286,7 +291,7 @@ class Trainer:
         self.lr = learning_rate(self.schedule, s.schedule_args, s.lr, pos.step, pos.epoch, s.epochs)
         pos.step += 1
         update, h, t = self.optimizer.update, s.hypers, pos.step
-        self.previous = self.params
+        self.previous, self.previous_batch = self.params, batch
         self.params = {name: update(self.params[name], g, self.state[name], h, self.lr, t)
                        for name, g in zip(self.names, grads)}
         pos.batch += 1
@@ -294,6 +299,8 @@ class Trainer:
 
     def end_epoch(self, seconds: float) -> dict:
         s, pos = self.settings, self.position
+        if not all(np.all(np.isfinite(p)) for p in self.params.values()):
+            self.nonfinite(None, None)             # the last step's gradient was not finite
         pos.epoch += 1
         row = {"epoch": pos.epoch, "loss": pos.loss_sum / pos.samples}
         if self.accuracy_node is not None:
@@ -315,7 +322,9 @@ class Trainer:
             else:
                 pos.bad_epochs += 1
             self.history.best_epoch = pos.best_epoch
-        if s.until_correct and all_correct:
+        if self.history.stopped:                   # non-finite: nothing else applies
+            pass
+        elif s.until_correct and all_correct:
             self.stop("correct", f"every training sample was classified correctly in epoch {pos.epoch}")
         elif s.tol is not None and (change := update_norm(self.epoch_start, self.params)) < s.tol:
             self.stop("tol", f"epoch {pos.epoch} changed the parameters by {change:.3g} < {s.tol:g}")
@@ -328,17 +337,22 @@ class Trainer:
         self.history.stopped, self.history.message = reason, message
         return self.history
 
-    def nonfinite(self, loss: float, grads: list, batch: dict) -> None:
-        """Stops on a non-finite loss or gradient, keeping the last parameters whose loss was
-        finite (this step's update is not applied), and says where the first bad value arose."""
+    def nonfinite(self, loss: float | None, batch: dict | None) -> None:
+        """Stops on a non-finite loss (this step's update is not applied) or non-finite parameters
+        (the last step's gradient was not finite), going back to the parameters before the last
+        step, whose loss was finite, and says where the first non-finite value arose."""
         pos = self.position
-        what = f"the loss is {loss}" if not math.isfinite(loss) else "a gradient is not finite"
-        node = first_nonfinite(self.graph, self.step_plan, self.feeds(self.params, batch), self.model.dtype)
-        if not math.isfinite(loss):
-            self.params = self.previous
+        broken = not all(np.all(np.isfinite(p)) for p in self.params.values())
+        if broken:                                 # look at the step that made them
+            what = f"a gradient was not finite at step {pos.step}"
+            params, batch = self.previous, self.previous_batch
+        else:
+            what = f"the loss is {loss} at epoch {pos.epoch + 1}, step {pos.step + 1}"
+            params = self.params
+        node = first_nonfinite(self.graph, self.step_plan, self.feeds(params, batch), self.model.dtype)
+        self.params = self.previous
         self.history.stopped = "nonfinite"
-        self.history.message = (f"{what} at epoch {pos.epoch + 1}, step {pos.step + 1}; training stopped "
-                                "and kept the last parameters whose loss was finite")
+        self.history.message = f"{what}; training stopped and kept the last parameters whose loss was finite"
         if node is not None:
             attrs = self.graph.nodes[node]
             self.history.origin = NndslError(f"the first non-finite value ({attrs['op']}) appeared here",
@@ -400,14 +414,18 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     """(meta, arrays) of a checkpoint file; no pickles."""
     path = Path(path)
     try:
+        with open(path, "rb") as fh:
+            if not zipfile.is_zipfile(fh):
+                raise file_error(path, "cannot read a checkpoint: not an .npz file")
         with np.load(path, allow_pickle=False) as loaded:
             arrays = {k: loaded[k] for k in loaded.files}
     except FileNotFoundError:
         raise file_error(path, "no such file") from None
     except IsADirectoryError:
         raise file_error(path, "is a directory") from None
-    except (ValueError, OSError, EOFError, AttributeError) as err:
-        raise file_error(path, f"cannot read a checkpoint: {'not an .npz file' if 'pickle' not in str(err) else 'it holds Python objects'}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        reason = "it holds Python objects, which are not loaded" if "pickle" in str(err) else "damaged .npz file"
+        raise file_error(path, f"cannot read a checkpoint: {reason}") from None
     try:
         meta = json.loads(str(arrays.pop("meta")))
         assert meta["format"] == CHECKPOINT_FORMAT
