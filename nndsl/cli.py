@@ -252,13 +252,13 @@ def cmd_train(args) -> int:
     trainer = Trainer(model, settings, params, gather_data(model, args), val_data)
     if args.resume:
         trainer.restore(args.resume)
-    progress = Progress(settings.epochs, trainer.position.epoch, quiet=args.quiet)
     checkpoint = args.checkpoint or f"{Path(args.file).stem}.ckpt.npz"
     if not args.quiet:
         resumed = f", resumed after epoch {trainer.position.epoch}" if args.resume else ""
         print(f"training {model.name or args.file}: {settings.describe()}; {trainer.n} training samples"
               + (f", {len(next(iter(trainer.val.values())))} for validation" if trainer.val else "") + resumed,
               file=sys.stderr)
+    progress = Progress(settings.epochs, trainer.position.epoch, quiet=args.quiet)
     try:
         history = trainer.run(on_epoch=progress, checkpoint=(lambda t: t.save(checkpoint)) if args.checkpoint else None,
                               checkpoint_every=args.checkpoint_every or 1)

@@ -247,7 +247,9 @@ class Trainer:
                 order = epoch_order(s.seed, pos.epoch, self.n, s.shuffle, self.batch)
                 while pos.batch < self.batches:
                     if interrupt.requested:
-                        return self.stop("interrupted", "interrupted")
+                        if self.finite():
+                            self.stop("interrupted", "interrupted")
+                        return self.history
                     if not self.step(order):
                         return self.history
                 row = self.end_epoch(time.perf_counter() - started)
@@ -256,10 +258,21 @@ class Trainer:
                 if self.history.stopped:
                     break
                 if checkpoint is not None and checkpoint_every and pos.epoch % checkpoint_every == 0:
+                    if not self.finite():
+                        return self.history
                     checkpoint(self)
-            if not self.history.stopped:
+            if self.finite() and not self.history.stopped:
                 self.stop("epochs", f"ran {s.epochs} epoch{'s' * (s.epochs != 1)}")
         return self.history
+
+    def finite(self) -> bool:
+        """Whether the parameters are finite; if not (the last step's gradient was not), stops
+        as for a non-finite loss. A non-finite loss is caught at the step that computes it, so
+        this is needed only where no step follows: at the end, and before saving."""
+        if all(np.all(np.isfinite(p)) for p in self.params.values()):
+            return True
+        self.nonfinite(None, None)
+        return False
 
     def result(self) -> dict:
         """The trained parameters: with patience, those of the best validation loss."""
@@ -299,8 +312,6 @@ class Trainer:
 
     def end_epoch(self, seconds: float) -> dict:
         s, pos = self.settings, self.position
-        if not all(np.all(np.isfinite(p)) for p in self.params.values()):
-            self.nonfinite(None, None)             # the last step's gradient was not finite
         pos.epoch += 1
         row = {"epoch": pos.epoch, "loss": pos.loss_sum / pos.samples}
         if self.accuracy_node is not None:
@@ -322,9 +333,7 @@ class Trainer:
             else:
                 pos.bad_epochs += 1
             self.history.best_epoch = pos.best_epoch
-        if self.history.stopped:                   # non-finite: nothing else applies
-            pass
-        elif s.until_correct and all_correct:
+        if s.until_correct and all_correct:
             self.stop("correct", f"every training sample was classified correctly in epoch {pos.epoch}")
         elif s.tol is not None and (change := update_norm(self.epoch_start, self.params)) < s.tol:
             self.stop("tol", f"epoch {pos.epoch} changed the parameters by {change:.3g} < {s.tol:g}")

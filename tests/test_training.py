@@ -381,6 +381,24 @@ def test_a_diverging_run_stops_at_once_and_names_the_source_line(tmp_path, capsy
     assert np.isfinite(model.loss({"w": w}, **model.default_data()))
 
 
+@pytest.mark.parametrize("epochs", ["1", "5"])
+def test_a_non_finite_gradient_stops_training(tmp_path, capsys, epochs):
+    """sqrt'(0) is infinite while the loss is finite: the update makes w non-finite, which is
+    caught at the next step or, after the last step, at the end; w stays at its last good value."""
+    path = write(tmp_path, "m.nn", """\
+        input x
+        param w = 0
+        loss L = sqrt(w) + x
+        data x = [1, 2]
+        """)
+    out = tmp_path / "p.npz"
+    assert main(["train", str(path), "-q", "--epochs", epochs, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nndsl: a gradient was not finite at step 1; training stopped")
+    assert f"{path}:3:10: note: the first non-finite value (div) appeared here\n    loss L = sqrt(w) + x\n" in err
+    assert np.load(out)["w"] == 0
+
+
 # ---- outputs: log, plot, progress -----------------------------------------------------------------
 def test_log_csv_and_jsonl(tmp_path, capsys):
     assert main(["train", model_path("iris"), "-q", "--epochs", "3", "--log", str(tmp_path / "log.csv"),
@@ -516,3 +534,21 @@ def test_checkpoint_holds_no_pickles(tmp_path, capsys):
         meta = json.loads(str(ckpt["meta"]))
     assert {"param/W1", "state/W1/exp_avg", "state/W1/exp_avg_sq", "meta"} <= names
     assert meta["position"]["epoch"] == 2 and meta["position"]["step"] == 2 and meta["seed"] == 0
+
+
+# ---- the documentation is the registries' ------------------------------------------------------------
+def signature(entry) -> str:
+    args = ", ".join(h.name if h.default is None else f"{h.name} = {h.default:g}" for h in entry.hypers)
+    return f"`{entry.name}({args})`" if entry.hypers else f"`{entry.name}`"
+
+
+def test_docs_describe_every_optimizer_schedule_and_setting():
+    """docs/training.md has a table row for each registry entry, with its formula as defined."""
+    from nndsl.optim import OPTIMIZERS, SCHEDULES
+    from nndsl.settings import KEYS
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    rows = ([f"| {signature(e)} | {e.doc} |" for e in OPTIMIZERS.values()]
+            + [f"| {signature(e)} | {e.doc} | {e.counts} |" for e in SCHEDULES.values()]
+            + [f"| `{k.name}` | `{k.flag}` | {k.doc} |" for k in KEYS.values()])
+    missing = [row for row in rows if row not in text.splitlines()]
+    assert not missing, "docs/training.md is out of date:\n" + "\n".join(missing)
