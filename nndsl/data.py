@@ -60,6 +60,11 @@ def read_value_file(path: Path, name: str, shape: tuple) -> np.ndarray:
 
 def load_arrays(path: Path) -> dict:
     """Arrays in a .npy (under the key "") or .npz file, as float64; no pickles."""
+    return {key: as_numbers(array, path, key) for key, array in read_arrays(path).items()}
+
+
+def read_arrays(path: Path) -> dict:
+    """Arrays in a .npy (under the key "") or .npz file, as stored; no pickles."""
     try:
         with open(path, "rb") as fh:
             if fh.read(6) not in (b"\x93NUMPY", b"PK\x03\x04\x14\x00") and not zipfile.is_zipfile(fh):
@@ -67,9 +72,9 @@ def load_arrays(path: Path) -> dict:
             fh.seek(0)
             loaded = np.load(fh, allow_pickle=False)
             if isinstance(loaded, np.ndarray):
-                return {"": as_numbers(loaded, path, "")}
+                return {"": loaded}
             with loaded:
-                return {key: as_numbers(loaded[key], path, key) for key in loaded.files}
+                return {key: loaded[key] for key in loaded.files}
     except FileNotFoundError:
         raise file_error(path, "no such file") from None
     except IsADirectoryError:

@@ -16,7 +16,6 @@ import math
 import signal
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -421,20 +420,8 @@ class Trainer:
 
 def read_checkpoint(path) -> tuple[dict, dict]:
     """(meta, arrays) of a checkpoint file; no pickles."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            if not zipfile.is_zipfile(fh):
-                raise file_error(path, "cannot read a checkpoint: not an .npz file")
-        with np.load(path, allow_pickle=False) as loaded:
-            arrays = {k: loaded[k] for k in loaded.files}
-    except FileNotFoundError:
-        raise file_error(path, "no such file") from None
-    except IsADirectoryError:
-        raise file_error(path, "is a directory") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        reason = "it holds Python objects, which are not loaded" if "pickle" in str(err) else "damaged .npz file"
-        raise file_error(path, f"cannot read a checkpoint: {reason}") from None
+    from .data import read_arrays
+    arrays = read_arrays(Path(path))
     try:
         meta = json.loads(str(arrays.pop("meta")))
         assert meta["format"] == CHECKPOINT_FORMAT
