@@ -95,6 +95,8 @@ def cmd_check(args) -> int:
     print(f"{title} ({args.file}): ok")
     print(table(rows, ("name", "op", "shape", "params", ""), right=(3,)))
     print(f"total parameters: {total:,}")
+    if model.resolved.train is not None:
+        print(f"train: {model.train_settings().describe()}")
     return 0
 
 
@@ -229,7 +231,7 @@ def train_layers(args) -> list:
 
 def cmd_train(args) -> int:
     from .report import Progress, check_log_path, metric_text, plot, require_matplotlib, write_log
-    from .training import Trainer
+    from .training import Trainer, samples
     model = load_model(args)
     settings = model.train_settings(train_layers(args))
     if args.log:
@@ -256,7 +258,7 @@ def cmd_train(args) -> int:
     if not args.quiet:
         resumed = f", resumed after epoch {trainer.position.epoch}" if args.resume else ""
         print(f"training {model.name or args.file}: {settings.describe()}; {trainer.n} training samples"
-              + (f", {len(next(iter(trainer.val.values())))} for validation" if trainer.val else "") + resumed,
+              + (f", {samples(trainer.val)} for validation" if trainer.val else "") + resumed,
               file=sys.stderr)
     progress = Progress(settings.epochs, trainer.position.epoch, quiet=args.quiet)
     try:
@@ -309,7 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an input: a number, an array like [[0,1],[1,0]], or a .npy/.npz/.csv file")
     data.add_argument("--data", metavar="D", help="a data file: .npz keyed by input name, or .csv with a header")
     data.add_argument("--params", metavar="P.npz", help="parameters (default: the declared initialisers)")
-    data.add_argument("--format", choices=("table", "json"), default="table")
 
     parser = argparse.ArgumentParser(prog="nndsl", description="Neural networks written as on a whiteboard.")
     parser.add_argument("--version", action="version", version=f"nndsl {__version__}")
@@ -318,9 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", parents=[common], help="parse and shape-check; list named values")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("run", parents=[common, data], help="evaluate the outputs (and the loss)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, one array per name")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("grad", parents=[common, data], help="the batch-mean loss and its gradients")
+    p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--wrt", metavar="NAME,...", help="parameters or inputs (default: every parameter)")
     p.add_argument("--check", action="store_true", help="compare with central finite differences (float64)")
     p.add_argument("--tol", type=float, default=1e-5, help="--check tolerance on max relative error (1e-5)")

@@ -93,12 +93,16 @@ class Interrupt:
 
 
 # ---- data ----------------------------------------------------------------------------------
+def samples(arrays: dict) -> int:
+    """How many samples `arrays` hold; a loss that reads no input is one sample of nothing."""
+    return len(next(iter(arrays.values()))) if arrays else 1
+
+
 def batched(model, data: dict, what: str) -> tuple[dict, int]:
     """Inputs as float arrays with a leading sample axis, checked: {name: array}, sample count."""
     feeds, _ = model.feeds(data)
     arrays = {name: feeds[model.inputs[name]] for name in data}
-    sizes = {len(a) for a in arrays.values()}
-    n = sizes.pop() if sizes else 0
+    n = samples(arrays)
     for name, array in arrays.items():
         bad = ~np.isfinite(array)
         if bad.any():
@@ -153,13 +157,15 @@ class Trainer:
                 raise NndslError(f"the validation data has no values for input '{missing[0]}'")
             val, _ = batched(model, {k: v for k, v in val_data.items() if k in needed}, "validation data")
         elif settings.val is not None:
+            if not arrays:
+                raise NndslError("a validation split needs data, and the loss reads no input")
             arrays, val = split(arrays, n, settings.val)
-            if len(next(iter(val.values()))) == 0:
+            if samples(val) == 0:
                 raise NndslError(f"a validation split of {settings.val:g} of {n} samples holds none; "
                                  "use a larger split or more data")
         else:
             val = None
-        self.data, self.n = arrays, len(next(iter(arrays.values())))
+        self.data, self.n = arrays, samples(arrays)
         if self.n == 0:
             raise NndslError("no training samples are left" + (" after the validation split" if val else ""))
         self.val = val
@@ -213,7 +219,7 @@ class Trainer:
     def evaluate(self, arrays: dict, params: dict | None = None) -> tuple[float, int, int]:
         """(mean loss, correct answers, answers) over `arrays`, in chunks."""
         params = self.params if params is None else params
-        n = len(next(iter(arrays.values())))
+        n = samples(arrays)
         chunk = max(self.batch, 1024)
         total, correct, answers = 0.0, 0, 0
         for start in range(0, n, chunk):
@@ -222,7 +228,7 @@ class Trainer:
                 values = execute(self.eval_plan, self.eval_graph, self.feeds(params, part))
             except NndslError as err:
                 raise err.located(self.model.filename, self.model.program.source) from None
-            total += float(values[0]) * len(next(iter(part.values())))
+            total += float(values[0]) * samples(part)
             c, a = self.count_correct(values[1:])
             correct, answers = correct + c, answers + a
         return total / n, correct, answers

@@ -163,6 +163,14 @@ def test_api_keywords_split_settings_from_inputs():
         model.train(optimizer="adma")
 
 
+def test_a_loss_without_inputs_is_minimised():
+    model = nndsl.compile("param w[2] = [3, -2]\nloss L = sum((w - [1, 2])^2)\n", dtype="float64")
+    params, history = model.train(lr=0.1, epochs=200)
+    np.testing.assert_allclose(params["w"], [1, 2], atol=1e-12)
+    with pytest.raises(nndsl.NndslError, match="a validation split needs data"):
+        model.train(val=0.5)
+
+
 def test_gradients_are_the_callers_own():
     """A gradient that is a constant of the plan (here zero) must not come back changed."""
     model = nndsl.compile("input x\nparam a\nparam b[2]\nloss L = a * x\n")
@@ -215,6 +223,12 @@ def test_flags_override_the_train_statement(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[0] == ("training xor: optimizer = sgd(lr = 0.5), epochs = 3, batch = 4, seed = 0; "
                                    "4 training samples")
+
+
+def test_check_shows_the_training_settings(capsys):
+    assert main(["check", model_path("perceptron")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "train: optimizer = sgd(lr = 1), epochs = 100, batch = 1, until = correct, shuffle = false, seed = 0")
 
 
 def test_train_statement_is_formatted():
