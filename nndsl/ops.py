@@ -65,6 +65,9 @@ class Op:
     # Losses that say what a correct answer is: (prediction, target) -> booleans, one per answer
     # (training accuracy is the fraction that are True).
     correct: Callable | None = None
+    # (position of an argument holding class indices, position of the argument whose last axis
+    # counts the classes): indices are checked against that count (`class_indices`).
+    class_index: tuple | None = None
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -727,7 +730,7 @@ defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:
       onnx=onnx_same("Sum"),
       callable=False, symbol="Σ", doc="sums the gradients that reach a value read by several consumers",
       vjp=lambda d, g, out, *xs: g)
-defop("one_hot", arity=2, shape=index_like, forward=one_hot_fwd, callable=False, differentiable=False,
+defop("one_hot", arity=2, shape=index_like, class_index=(0, 1), forward=one_hot_fwd, callable=False, differentiable=False,
       onnx=onnx_one_hot,
       doc="one-hot rows for class indices, as wide as the second argument")
 
@@ -789,11 +792,11 @@ defop("cross_entropy_logits", arity=2, correct=same_class, shape=class_loss, cal
       doc="cross_entropy(softmax(z), t) computed from the logits z",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(d.broadcast_like(t, z))), t), 1.0 / class_rows(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
-defop("sparse_cross_entropy", arity=2, correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
+defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
       onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
       stable={"softmax": "sparse_cross_entropy_logits"},
       vjp=(lambda d, g, out, p, k: d.neg(d.mul(g, d.div(d.one_hot(k, p), p))), None))
-defop("sparse_cross_entropy_logits", arity=2, correct=lambda z, k: np.argmax(z, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
+defop("sparse_cross_entropy_logits", arity=2, class_index=(1, 0), correct=lambda z, k: np.argmax(z, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
       onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
       doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
       vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))

@@ -23,8 +23,9 @@ import numpy as np
 
 from .errors import NndslError, file_error
 from .files import write_atomic
-from .graph import span_of
+from .graph import arguments, span_of
 from .interpreter import execute, schedule
+from .ops import REGISTRY, class_indices
 from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate
 from .settings import Settings
 
@@ -211,9 +212,28 @@ class Trainer:
         return feeds
 
     def validate_data(self):
-        """Bad data (class indices out of range, ...) is refused before the first step."""
+        """Class indices out of range are refused before the first step: checked on the data
+        itself where an input holds them, else by a forward pass over all the data."""
+        graph, inputs = self.eval_graph, {node: name for name, node in self.model.inputs.items()}
+        direct, computed = [], False
+        for node in self.eval_plan.slots:
+            rule = REGISTRY[graph.nodes[node]["op"]].class_index
+            if rule is not None:
+                args = arguments(graph, node)
+                if args[rule[0]] in inputs:
+                    direct.append((node, inputs[args[rule[0]]], graph.nodes[args[rule[1]]]["shape"][-1]))
+                else:
+                    computed = True
         for arrays in (self.data, self.val):
-            if arrays is not None:
+            if arrays is None:
+                continue
+            for node, name, classes in direct:
+                try:
+                    class_indices(arrays[name], classes)
+                except FloatingPointError as err:
+                    raise NndslError(str(err), span_of(graph, node), filename=self.model.filename,
+                                     source=self.model.program.source) from None
+            if computed:
                 self.evaluate(arrays)
 
     def evaluate(self, arrays: dict, params: dict | None = None) -> tuple[float, int, int]:
@@ -444,8 +464,6 @@ def update_norm(before: dict, after: dict) -> float:
 def accuracy_node(model):
     """(the loss op's `correct` rule, (prediction node, target node)), or None if the loss
     does not say what a correct answer is. Aliases (`loss L = l`) are looked through."""
-    from .graph import arguments
-    from .ops import REGISTRY
     graph = model.graph
     node = model.lowered.loss[1]
     while graph.nodes[node]["op"] == "identity":
@@ -459,7 +477,6 @@ def accuracy_node(model):
 def first_nonfinite(graph, plan, feeds: dict, dtype):
     """The first node, in the order the plan runs, whose value is NaN or infinite although its
     arguments are finite (PyTorch's anomaly detection, pointed at the source). None if none."""
-    from .graph import arguments
     order = sorted(plan.slots, key=plan.slots.get)
     full = schedule(graph, order, dtype)
     values = dict(zip(order, execute(full, graph, feeds)))

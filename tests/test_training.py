@@ -340,6 +340,14 @@ def test_class_index_out_of_range_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:4:10: error: class index 3 is not an integer in [0, 3)")
     assert not (tmp_path / "p.npz").exists()
+    # computed indices are checked by a forward pass; held-out samples are checked too
+    path = write(tmp_path, "d.nn", CLASSES.replace(", k)", ", k + 1)").replace("[0, 3]", "[0, 2]"))
+    assert main(["train", str(path), "-q", "-o", str(tmp_path / "p.npz")]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}:4:10: error: class index 3 is not an integer in [0, 3)")
+    path = write(tmp_path, "v.nn", CLASSES.replace("[0, 3]", "[0, 1.5]"))
+    assert main(["train", str(path), "-q", "--val-split", "0.5", "-o", str(tmp_path / "p.npz")]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}:4:10: error: class index 1.5 is not an integer in [0, 3)")
+    assert not (tmp_path / "p.npz").exists()
 
 
 def test_model_without_loss_or_parameters(tmp_path, capsys):
