@@ -13,7 +13,7 @@ import numpy as np
 from .errors import NndslError
 from .graph import GraphBuilder, arguments, span_of
 from .interpreter import needed
-from .ops import REGISTRY
+from .ops import REGISTRY, broadcast
 
 
 class RuleBuilder:
@@ -109,7 +109,12 @@ def downstream(graph: nx.DiGraph, sources) -> set:
 
 
 def unbroadcast(d: RuleBuilder, part, target, fresh: bool):
-    """Bring a gradient contribution to its target's shape and batch layout."""
+    """Bring a gradient contribution to its target's shape and batch layout.
+
+    The contribution is one value per element of the joint (broadcast) shape of the op's
+    operands, but a rule may return it smaller than its target, or only broadcast-compatible
+    with it (the gradient of bce(p, t) with respect to t reads only p). So it is first
+    broadcast against the target, to their joint shape and batch layout, then summed down."""
     nodes = d.builder.graph.nodes
     p, t = nodes[part], nodes[target]
     if p["shape"] == t["shape"] and p["batched"] == t["batched"]:
@@ -117,6 +122,9 @@ def unbroadcast(d: RuleBuilder, part, target, fresh: bool):
     if p["shape"] == t["shape"] and p["batched"] and not t["batched"] and fresh and REGISTRY[p["op"]].batch_reducible:
         p["batched"] = False          # batch-reduced: sums its per-sample values (g^T x is one matmul)
         return part
-    if not p["batched"] and t["batched"]:
-        return d.broadcast_like(part, target)
+    if broadcast(p["shape"], t["shape"]) != p["shape"] or (t["batched"] and not p["batched"]):
+        part = d.broadcast_like(part, target)
+        p = nodes[part]
+        if p["shape"] == t["shape"] and p["batched"] == t["batched"]:
+            return part
     return d.sum_to(part, like=target)

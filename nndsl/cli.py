@@ -45,21 +45,35 @@ def gather_data(model: Model, args) -> dict:
     given = getattr(args, "data", None) or getattr(args, "input", None)
     data = {} if given else model.default_data()
     if getattr(args, "data", None):
-        data.update(model.read_data(args.data))
+        for name, array in model.read_data(args.data).items():
+            data[name] = checked_input(model, name, array, args.data)
     for item in getattr(args, "input", None) or ():
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise NndslError(f"-i {item}: expected NAME=VALUE")
-        data[name.strip()] = model.parse_value(name.strip(), value)
+        name = name.strip()
+        data[name] = checked_input(model, name, model.parse_value(name, value), f"-i {name}")
     return data
 
 
+def checked_input(model: Model, name: str, array, origin: str):
+    """A value for input `name` from `origin` (a flag or a file), its shape checked there."""
+    from .resolve import shape_problem
+    shape = model.input_shapes().get(name)
+    problem = shape_problem(name, np.shape(array), shape) if shape is not None else None
+    if problem:
+        raise NndslError(problem, filename=origin)
+    return array
+
+
 def jsonable(value):
+    """Numbers and nested lists for JSON, which has no NaN or infinity: those are written as the
+    strings "nan", "inf" and "-inf"."""
     array = np.asarray(value, dtype=np.float64)
-    listed = array.tolist()
     if np.all(np.isfinite(array)):
-        return listed
-    return json.loads(json.dumps(listed).replace("NaN", "null").replace("-Infinity", "null").replace("Infinity", "null"))
+        return array.tolist()
+    return np.where(np.isfinite(array), array, np.array(["nan", "inf", "-inf"], dtype=object)[
+        np.where(np.isnan(array), 0, np.where(array > 0, 1, 2))]).tolist()
 
 
 def table(rows: list, header: tuple, right: tuple = ()) -> str:
@@ -91,8 +105,7 @@ def cmd_check(args) -> int:
         total += count
         role = "loss" if name == model.loss_name else "output" if name in model.outputs else ""
         rows.append((name, attrs["op"], fmt_shape(attrs["shape"]), f"{count:,}" if count else "-", role))
-    title = f"model {model.name}" if model.name else "model"
-    print(f"{title} ({args.file}): ok")
+    print(f"model {model.name} ({args.file}): ok" if model.name else f"{args.file}: ok")
     print(table(rows, ("name", "op", "shape", "params", ""), right=(3,)))
     print(f"total parameters: {total:,}")
     if model.resolved.train is not None:
@@ -103,7 +116,10 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     model = load_model(args)
     params = load_params(model, args)
-    results = model.run(params, **gather_data(model, args))
+    data = gather_data(model, args)
+    results = model.run(params, inputs=data)
+    nodes = {**model.outputs, **({model.loss_name: model.lowered.loss[1]} if model.loss_name in results else {})}
+    warn_nonfinite(model, results, model.graph, list(nodes.values()), params, data)
     loss_name = model.loss_name if model.loss_name in results and model.loss_name not in model.outputs else None
     outputs = {k: v for k, v in results.items() if k != loss_name}
     loss = float(np.mean(results[loss_name])) if loss_name else None
@@ -136,25 +152,41 @@ def cmd_init(args) -> int:
 
 
 def cmd_grad(args) -> int:
+    if args.tol is not None and not args.check:
+        raise NndslError(f"--tol {args.tol:g} sets the tolerance of --check; add --check")
+    tol = 1e-5 if args.tol is None else args.tol
+    if not tol >= 0:
+        raise NndslError(f"--tol {tol:g}: the tolerance is a number >= 0")
+    if args.samples < 1:
+        raise NndslError(f"--samples {args.samples}: check at least one element per gradient")
     model = load_model(args)
     if args.check:
         model = model.astype("float64")
     params = load_params(model, args)
     data = gather_data(model, args)
-    wrt = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else None
-    loss, grads = model.grad(params, wrt=wrt, **data)
+    wrt = None
+    if args.wrt is not None:
+        wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
+        if not wrt:
+            raise NndslError(f"--wrt {args.wrt!r}: name parameters or inputs, separated by commas")
+    loss, grads = model.grad(params, wrt=wrt, inputs=data)
     if args.output:
         save_npz(args.output, grads)
-    failed = False
-    errors = {}
+    graph, objective, nodes = model.gradient_graph(tuple(grads))
+    warn_nonfinite(model, {model.loss_name: loss, **{f"the gradient of {k}": v for k, v in grads.items()}},
+                   graph, [objective, *nodes.values()], params, data)
+    checks = {}
     if args.check:
         from .gradcheck import check_gradients
-        errors = check_gradients(model, params, data, grads, samples=args.samples, seed=args.seed)
-        failed = any(e > args.tol for e in errors.values())
+        checks = check_gradients(model, params, data, loss, grads, tol, samples=args.samples, seed=args.seed)
+    failed = any(c.failed(tol) for c in checks.values())
     if args.format == "json":
         doc = {"loss": jsonable(loss), "gradients": {k: jsonable(v) for k, v in grads.items()}}
         if args.check:
-            doc["check"] = {"tolerance": args.tol, "max_relative_error": errors, "ok": not failed}
+            doc["check"] = {"tolerance": tol, "max_relative_error": {k: jsonable(c.error) for k, c in checks.items()},
+                            "problems": {k: c.problem for k, c in checks.items() if c.problem},
+                            "kinks": sorted({n.render("note") for c in checks.values() for n in c.notes}),
+                            "ok": not failed}
         print(json.dumps(doc))
         return 1 if failed else 0
     print(f"loss {model.loss_name} = {loss:.6g}")
@@ -163,16 +195,30 @@ def cmd_grad(args) -> int:
         g = np.asarray(g)
         row = [name, fmt_shape(g.shape), f"{np.linalg.norm(g):.6g}", f"{g.min():.6g}", f"{g.max():.6g}"]
         if args.check:
-            row.append(f"{errors[name]:.2e}" + ("  FAIL" if errors[name] > args.tol else ""))
+            c = checks[name]
+            row.append((c.problem if c.problem else f"{c.error:.2e}") + ("  FAIL" if c.failed(tol) else ""))
         rows.append(tuple(row))
     header = ("gradient", "shape", "norm", "min", "max") + (("max rel. error",) if args.check else ())
     print(table(rows, header, right=(2, 3, 4)))
     if args.check:
-        print(f"gradient check {'FAILED' if failed else 'passed'}: tolerance {args.tol:g} "
+        print(f"gradient check {'FAILED' if failed else 'passed'}: tolerance {tol:g} "
               f"(central differences in float64)")
+        for note in dict.fromkeys(n.render("note") for c in checks.values() for n in c.notes):
+            print(note)
     if args.output:
         print(f"wrote {args.output}")
     return 1 if failed else 0
+
+
+def warn_nonfinite(model: Model, results: dict, graph, targets: list, params: dict, data: dict) -> None:
+    """On stderr: which results hold NaN or infinities, and where the first one arose."""
+    bad = [name for name, value in results.items() if not np.all(np.isfinite(value))]
+    if not bad:
+        return
+    print(f"nndsl: warning: not finite: {', '.join(bad)}", file=sys.stderr)
+    note = model.nonfinite_origin(graph, targets, params, data)
+    if note is not None:
+        print(note.render("note"), file=sys.stderr)
 
 
 def cmd_fmt(args) -> int:
@@ -326,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--wrt", metavar="NAME,...", help="parameters or inputs (default: every parameter)")
     p.add_argument("--check", action="store_true", help="compare with central finite differences (float64)")
-    p.add_argument("--tol", type=float, default=1e-5, help="--check tolerance on max relative error (1e-5)")
+    p.add_argument("--tol", type=float, help="--check tolerance on max relative error (1e-5)")
     p.add_argument("--samples", type=int, default=200, help="--check: elements checked per tensor at most (200)")
     p.add_argument("-o", "--output", metavar="G.npz", help="write the gradients, one array per name")
     p.set_defaults(func=cmd_grad)
@@ -382,7 +428,7 @@ def main(argv=None) -> int:
     except NndslError as err:
         if args.debug:
             traceback.print_exc()
-        print(err.render(), file=sys.stderr)
+        print(err.render(hint=True), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nndsl: interrupted", file=sys.stderr)

@@ -1,6 +1,7 @@
 """One error type for everything a user can get wrong, rendered as FILE:LINE:COL with a caret."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -25,9 +26,10 @@ class NndslError(Exception):
     """
 
     def __init__(self, message: str, span: Span | None = None, *, filename: str | None = None,
-                 source: str | None = None):
+                 source: str | None = None, hint: str | None = None):
         super().__init__(message)
         self.message = message
+        self.hint = hint                # how to fix it on the command line, which the CLI adds
         self.span = span
         self.filename = filename
         self.source = source
@@ -39,13 +41,15 @@ class NndslError(Exception):
             self.source = source
         return self
 
-    def render(self, kind: str = "error") -> str:
+    def render(self, kind: str = "error", hint: bool = False) -> str:
         """The message as `FILE:LINE:COL: error: ...`, the source line and a caret under the span
-        (`kind` "note" for a message that points at the source without being an error)."""
+        (`kind` "note" for a message that points at the source without being an error; `hint`
+        adds the command-line hint, for the CLI)."""
+        message = f"{self.message} ({self.hint})" if hint and self.hint else self.message
         if self.span is None:
             where = f"{self.filename}: " if self.filename else ""
-            return f"{where}{kind}: {self.message}"
-        head = f"{self.filename or '<input>'}:{self.span.line}:{self.span.column}: {kind}: {self.message}"
+            return f"{where}{kind}: {message}"
+        head = f"{self.filename or '<input>'}:{self.span.line}:{self.span.column}: {kind}: {message}"
         lines = (self.source or "").splitlines()
         if not 1 <= self.span.line <= len(lines):
             return head
@@ -61,3 +65,12 @@ class NndslError(Exception):
 def file_error(path, message: str) -> NndslError:
     """A problem with a whole file (missing, unreadable, wrong kind): `FILE: error: message`."""
     return NndslError(message, filename=str(path))
+
+
+def closest(word: str, choices) -> str | None:
+    """The choice most like `word`, ignoring case (`W` for `w`, `ReLU` for `relu`), if one is close."""
+    by_lower = {}
+    for choice in choices:
+        by_lower.setdefault(choice.lower(), choice)
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[match[0]] if match else None

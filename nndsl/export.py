@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import NndslError
 from .graph import arguments
-from .ops import fmt_shape
+from .ops import REGISTRY, fmt_shape
 
 TEXT_FORMATS = ("dot", "svg", "json", "graphml")
 BINARY_FORMATS = ("png", "onnx")
@@ -52,19 +52,13 @@ def export_graph(model, grad: bool = False) -> nx.DiGraph:
 
 
 # ---- DOT -----------------------------------------------------------------------------------
-# How a node looks: the defaults, then its role's colours and line, then its op's shape and fill.
+# How a node looks: the defaults, then its role's colours and line, then its op's `look` (the registry).
 NODE_DEFAULTS = dict(shape="ellipse", style="filled", fillcolor="#ffffff", color="#374151", fontcolor="#111827",
                      fontname="Helvetica", fontsize="10", margin="0.08,0.03", height="0.3")
 ROLE_LOOK = {
     "forward": {},
     "backward": dict(fillcolor="#fff7f7", color="#b91c1c", fontcolor="#7f1d1d", line="dashed"),
     "gradient": dict(fillcolor="#fee2e2", color="#b91c1c", fontcolor="#7f1d1d", line="dashed", penwidth="2"),
-}
-OP_LOOK = {
-    "input": dict(shape="box", fillcolor="#dbeafe", color="#1d4ed8", line="rounded"),
-    "param": dict(shape="box", fillcolor="#fde68a", color="#b45309", penwidth="2"),
-    "const": dict(shape="box", fillcolor="#f3f4f6", color="#6b7280", fontsize="9"),
-    "accumulate": dict(shape="octagon", fillcolor="#ede9fe", color="#6d28d9", fontcolor="#4c1d95"),
 }
 EDGE_LOOK = {
     "forward": dict(color="#4b5563"),
@@ -106,7 +100,7 @@ def to_dot(graph: nx.DiGraph, clusters: bool = True) -> str:
 def node_line(graph: nx.DiGraph, node, outputs: set, indent: str) -> str:
     attrs = graph.nodes[node]
     role = "gradient" if attrs["role"] == "backward" and "grad_of" in attrs else attrs["role"]
-    look = {**ROLE_LOOK[role], **OP_LOOK.get(attrs["op"], {})}
+    look = {**ROLE_LOOK[role], **REGISTRY[attrs["op"]].look}
     line = look.pop("line", None)
     if line:
         look["style"] = f"{line},filled"

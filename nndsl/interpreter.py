@@ -15,7 +15,6 @@ from .errors import NndslError
 from .graph import arguments, span_of
 from .ops import REGISTRY, KernelInfo, kernel
 
-LEAF_OPS = ("input", "param")
 
 
 @dataclass
@@ -48,7 +47,7 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     for node in order:
         attrs = nodes[node]
         op = REGISTRY[attrs["op"]]
-        if attrs["op"] in LEAF_OPS:
+        if op.leaf:
             leaves[node] = slots[node]
             continue
         args = arguments(graph, node)
@@ -101,12 +100,34 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
 
 def owned(values: list, shared: list) -> list:
     """The values, each an array no one else holds: a constant the plan keeps, an array the
-    caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied."""
+    caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied;
+    a NumPy scalar becomes a 0-d array."""
     seen = {id(v) for v in shared}
     out = []
     for v in values:
-        if isinstance(v, np.ndarray) and (v.base is not None or id(v) in seen or not v.flags.writeable):
+        if not isinstance(v, np.ndarray):          # a NumPy scalar from a reduction: a 0-d array
+            v = np.asarray(v)
+        elif v.base is not None or id(v) in seen or not v.flags.writeable:
             v = v.copy()
         seen.add(id(v))
         out.append(v)
     return out
+
+
+def all_values(graph: nx.DiGraph, nodes, feeds: dict, dtype) -> dict:
+    """{node: value} for every one of `nodes` (and nothing freed), in the order they run: for
+    diagnostics, not for speed."""
+    order = list(nx.topological_sort(graph.subgraph(needed(graph, list(nodes)))))
+    order.sort(key=lambda n: graph.nodes[n].get("role") == "backward")     # forward first: still topological
+    return dict(zip(order, execute(schedule(graph, order, dtype), graph, feeds)))
+
+
+def first_nonfinite(graph: nx.DiGraph, values: dict):
+    """The first node, in the order `values` were computed, whose value is NaN or infinite although
+    its arguments are finite (PyTorch's anomaly detection, pointed at the source). None if none."""
+    for node, value in values.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            if all(np.all(np.isfinite(values[a])) for a in arguments(graph, node)):
+                return node
+    return None

@@ -5,15 +5,14 @@ at their call sites, and every node's shape comes from its op's shape rule as it
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from . import syntax as S
-from .errors import NndslError
+from .errors import NndslError, closest
 from .graph import GraphBuilder
-from .ops import fmt_shape, lookup, user_functions
+from .ops import REGISTRY, fmt_shape, lookup, user_functions
 from .resolve import Resolved, literal_array
 
 
@@ -79,7 +78,7 @@ def lower(resolved: Resolved) -> Lowered:
 def bind(builder: GraphBuilder, node, st):
     """Give a computed value its name; an alias of a named value gets an identity node."""
     attrs = builder.graph.nodes[node]
-    if attrs["name"] is None and attrs["op"] not in ("input", "param"):
+    if attrs["name"] is None and not REGISTRY[attrs["op"]].leaf:
         attrs["name"] = st.name
         return node
     return builder.add("identity", node, name=st.name, span=st.expr.span)
@@ -195,5 +194,5 @@ def plural(n: int, word: str) -> str:
 
 
 def suggest(name: str, candidates: list) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = closest(name, candidates)
+    return f"; did you mean '{close}'?" if close else ""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from math import prod
 from pathlib import Path
 
 import networkx as nx
@@ -10,22 +12,32 @@ import numpy as np
 from . import syntax as S
 from .autodiff import batch_mean, differentiate
 from .data import parse_value, read_data_file
-from .errors import NndslError
+from .errors import NndslError, closest, file_error
 from .graph import GraphBuilder, span_of
 from .initializers import draw, parse_init
-from .interpreter import execute, needed, schedule
+from .interpreter import all_values, execute, first_nonfinite, needed, schedule
 from .lower import lower
 from .ops import fmt_shape
 from .parser import parse, read_source
-from .resolve import resolve
+from .resolve import batch_problem, resolve, shape_problem
 from .rewrite import rewrite_stable
 from .settings import KEYS, merge, statement_layer, value_node
 
 
+DTYPES = ("float32", "float64")
+
+
 def compile(source: str, dims: dict | None = None, *, filename: str = "<string>", dtype="float32") -> "Model":
     """Compile .nn source text: parse, resolve, lower, rewrite."""
+    dtype = check_dtype(dtype)
+    for name, value in (dims or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise NndslError(f"dims: '{name}' must be a positive whole number, not {value!r}")
     try:
         program = parse(source, filename)
+        if not program.statements:
+            raise NndslError("the model is empty: it declares no inputs, parameters or values "
+                             "(see docs/language.md for a first model)", filename=filename)
         resolved = resolve(program, dims)
         lowered = lower(resolved)
         inits = {st.name: parse_init(st, resolved.shapes[st.name])
@@ -36,6 +48,56 @@ def compile(source: str, dims: dict | None = None, *, filename: str = "<string>"
         raise err.located(filename, source) from None
     rewrite_stable(lowered.graph)
     return Model(program, resolved, lowered, inits, np.dtype(dtype))
+
+
+def memory_limit() -> tuple[int, str]:
+    """The most bytes one value may take: NNDSL_MEMORY_LIMIT (bytes, or with a K, M, G or T
+    suffix), else half of this machine's physical memory. (limit, where it comes from)."""
+    text = os.environ.get("NNDSL_MEMORY_LIMIT", "").strip()
+    if text:
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+        try:
+            limit = float(number) * unit
+        except ValueError:
+            raise NndslError(f"NNDSL_MEMORY_LIMIT={text}: give a number of bytes, e.g. 8G") from None
+        return int(limit), f"NNDSL_MEMORY_LIMIT={text}"
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * 2**30
+    return total // 2, "half of this machine's memory; NNDSL_MEMORY_LIMIT sets it"
+
+
+def size_text(count: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
+
+
+def check_memory(graph, dtype: np.dtype, batch: int = 1, filename: str | None = None, source: str | None = None) -> None:
+    """Every value fits under the memory limit, before anything is allocated: per sample at compile
+    time, and for a batch of `batch` samples before a run."""
+    limit, why = memory_limit()
+    for node, attrs in graph.nodes(data=True):
+        count = prod(attrs["shape"]) * (batch if attrs["batched"] else 1)
+        if count * dtype.itemsize > limit:
+            what = f"'{attrs['name']}'" if attrs.get("name") else f"this {attrs['op']}"
+            per = f"a batch of {batch} of " if attrs["batched"] and batch > 1 else ""
+            raise NndslError(f"{what} would take {size_text(count * dtype.itemsize)} as {dtype.name} "
+                             f"({per}shape {fmt_shape(attrs['shape'])}); the limit is {size_text(limit)} ({why})",
+                             span_of(graph, node), filename=filename, source=source)
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        value = np.dtype(dtype)
+    except TypeError:
+        value = None
+    if value is None or value.name not in DTYPES:
+        raise NndslError(f"dtype {dtype!r} is not supported: nndsl computes in float32 or float64")
+    return value
 
 
 def load(path, dims: dict | None = None, *, dtype="float32") -> "Model":
@@ -57,8 +119,10 @@ class Model:
         self.params: dict = lowered.params
         self.outputs: dict = lowered.outputs
         self.loss_name = lowered.loss[0] if lowered.loss else None
+        check_memory(self.graph, self.dtype, filename=self.filename, source=program.source)
         self._plans: dict = {}
         self._grad_graphs: dict = {}
+        self._checked: set = set()           # (graph, batch size) whose memory was checked
 
     # ---- facts -------------------------------------------------------------------------
     @property
@@ -94,21 +158,29 @@ class Model:
 
     def astype(self, dtype) -> "Model":
         """The same model computing in another dtype (float32 or float64)."""
-        return Model(self.program, self.resolved, self.lowered, self.inits, dtype)
+        return Model(self.program, self.resolved, self.lowered, self.inits, check_dtype(dtype))
 
-    def error(self, message: str, name: str | None = None) -> NndslError:
+    def error(self, message: str, name: str | None = None, hint: str | None = None) -> NndslError:
         """An error located at the declaration of `name` in the model file."""
         span = span_of(self.graph, self.lowered.named[name]) if name in self.lowered.named else None
-        return NndslError(message, span, filename=self.filename, source=self.program.source)
+        return NndslError(message, span, filename=self.filename, source=self.program.source, hint=hint)
 
     # ---- parameters --------------------------------------------------------------------
     def init(self, seed: int = 0) -> dict:
         """Initial parameters from the declared initialisers; reproducible from `seed`."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise NndslError(f"seed must be a whole number >= 0, not {seed!r}")
         return {name: draw(self.inits[name], name, shape, seed).astype(self.dtype)
                 for name, shape in self.param_shapes().items()}
 
     def check_params(self, params: dict | None, source: str = "parameters") -> dict:
         params = self.init() if params is None else params
+        for name in params:
+            if name not in self.params:
+                close = closest(name, self.params)
+                hint = f"; did you mean '{close}'?" if close else ""
+                raise NndslError(f"{source} has a value for '{name}', which is not a parameter of the model{hint} "
+                                 f"(parameters: {', '.join(self.params) or 'none'})")
         out = {}
         for name, shape in self.param_shapes().items():
             if name not in params:
@@ -123,18 +195,31 @@ class Model:
     # ---- data --------------------------------------------------------------------------
     def default_data(self) -> dict:
         """Arrays from the model's own `data` statements."""
-        data = {}
+        data, spans = {}, {}
         shapes = self.input_shapes()
         for path, span in self.resolved.data_files:
             try:
-                data.update(read_data_file(path, shapes))
+                arrays = read_data_file(path, shapes)
+                for name, array in arrays.items():
+                    if name in shapes:
+                        problem = shape_problem(name, array.shape, shapes[name])
+                        if problem:
+                            raise file_error(path, problem)
             except NndslError as err:
                 if err.span is not None:
                     raise
                 where = f"{err.filename}: " if err.filename else ""
                 raise NndslError(f"data file {where}{err.message}", span, filename=self.filename,
                                  source=self.program.source) from None
-        data.update({name: value for name, (value, _) in self.resolved.data_inline.items()})
+            data.update(arrays)
+            spans.update(dict.fromkeys(arrays, span))
+        for name, (value, span) in self.resolved.data_inline.items():
+            data[name], spans[name] = value.copy(), span
+        sizes = {name: None if np.shape(v) == shapes.get(name) else len(v) for name, v in data.items()}
+        problem = batch_problem(sizes)
+        if problem:
+            raise NndslError(f"the data statements disagree: {problem.partition(': ')[2]}",
+                             spans[list(data)[-1]], filename=self.filename, source=self.program.source)
         return data
 
     def read_data(self, path) -> dict:
@@ -152,21 +237,16 @@ class Model:
             if name not in self.inputs:
                 raise NndslError(f"the model has no input '{name}' (inputs: {', '.join(self.inputs) or 'none'})")
             node = self.inputs[name]
-            shape = self.graph.nodes[node]["shape"]
             array = np.asarray(value, dtype=self.dtype)
-            if array.shape == shape:
-                feeds[node], sizes[name] = array[None], None
-            elif array.shape[1:] == shape:
-                feeds[node], sizes[name] = array, array.shape[0]
-            else:
-                raise self.error(f"data for input '{name}' has shape {fmt_shape(array.shape)}; expected "
-                                 f"{fmt_shape(shape)} for one sample or {fmt_shape(('B',) + shape)} for a batch", name)
-        batches = {n: b for n, b in sizes.items() if b is not None}
-        if len(set(batches.values())) > 1 or (batches and len(batches) != len(sizes)):
-            described = ", ".join(f"'{n}' has " + ("one sample" if b is None else f"{b} sample" + "s" * (b != 1))
-                                  for n, b in sizes.items())
-            raise NndslError(f"inputs disagree on the batch: {described}")
-        return feeds, not batches
+            problem = shape_problem(name, array.shape, self.graph.nodes[node]["shape"])
+            if problem:
+                raise self.error(problem, name)
+            single = array.shape == self.graph.nodes[node]["shape"]
+            feeds[node], sizes[name] = (array[None], None) if single else (array, array.shape[0])
+        problem = batch_problem(sizes)
+        if problem:
+            raise NndslError(problem)
+        return feeds, not any(b is not None for b in sizes.values())
 
     # ---- running -----------------------------------------------------------------------
     def plan(self, key, graph, targets):
@@ -185,6 +265,10 @@ class Model:
         and a single sample's results without the batch axis. `extra` feeds further leaves."""
         params = self.check_params(params)
         feeds, single = self.feeds(data)
+        batch = max((len(v) for v in feeds.values()), default=1)
+        if batch > 1 and (id(graph), batch) not in self._checked:
+            check_memory(graph, self.dtype, batch, self.filename, self.program.source)
+            self._checked.add((id(graph), batch))
         plan = self.plan(key, graph, targets)
         self.require_data(plan, feeds)
         feeds.update({self.params[n]: v for n, v in params.items()})
@@ -197,9 +281,35 @@ class Model:
             values = [v[0] if graph.nodes[t]["batched"] else v for t, v in zip(targets, values)]
         return values
 
-    def run(self, params: dict | None = None, **inputs) -> dict:
-        """Forward evaluation: {output name: array}, plus the per-sample loss when its inputs are given."""
+    def values(self, graph, targets: list, params: dict | None, data: dict) -> dict:
+        """{node: value} of everything `targets` need in `graph`, in the order computed (for
+        diagnostics: where a NaN arose, which kinks were hit)."""
+        params = self.check_params(params)
+        feeds, _ = self.feeds(data)
+        feeds.update({self.params[n]: v for n, v in params.items()})
+        try:
+            return all_values(graph, targets, feeds, self.dtype)
+        except NndslError as err:
+            raise err.located(self.filename, self.program.source) from None
+
+    def nonfinite_origin(self, graph, targets: list, params: dict | None, data: dict) -> NndslError | None:
+        """A note located where the first non-finite value among what `targets` need arose."""
+        values = self.values(graph, targets, params, data)
+        node = first_nonfinite(graph, values)
+        if node is None:
+            return None
+        attrs = graph.nodes[node]
+        return NndslError(f"the first non-finite value ({attrs['op']}) appeared here", span_of(graph, node),
+                          filename=self.filename, source=self.program.source)
+
+    def run(self, params: dict | None = None, /, *, inputs: dict | None = None, **keywords) -> dict:
+        """Forward evaluation: {output name: array}, plus the per-sample loss when its inputs are given.
+        Inputs are keywords (`x=X`) or, for any name, the mapping `inputs={"x": X}`."""
+        inputs = merge_inputs(inputs, keywords)
         targets = dict(self.outputs)
+        if not targets:
+            raise NndslError("the model has nothing to output: declare one with `output NAME = ...`, "
+                             "or bind a value", filename=self.filename)
         given = {self.inputs[n] for n in inputs if n in self.inputs}
         if self.loss_name is not None and self.loss_inputs <= given:
             targets[self.loss_name] = self.lowered.loss[1]
@@ -219,8 +329,9 @@ class Model:
         if self.loss_name is None:
             raise NndslError("the model declares no loss; add one with: loss L = ...", filename=self.filename)
 
-    def loss(self, params: dict | None = None, **data) -> float:
+    def loss(self, params: dict | None = None, /, *, inputs: dict | None = None, **keywords) -> float:
         """The batch-mean loss alone."""
+        data = merge_inputs(inputs, keywords)
         graph, objective = self.objective_graph()
         (value,) = self.evaluate("objective", graph, [objective], params, data)
         return float(value)
@@ -229,8 +340,8 @@ class Model:
         names = {node: name for name, node in self.inputs.items()}
         missing = [names[n] for n in plan.leaves if n in names and n not in feeds]
         if missing:
-            raise self.error(f"no data for input '{missing[0]}' (give it with -i {missing[0]}=VALUE or --data)",
-                             missing[0])
+            raise self.error(f"no data for input '{missing[0]}'", missing[0],
+                             hint=f"give it with -i {missing[0]}=VALUE or --data")
 
     def gradient_graph(self, wrt: tuple):
         """The forward graph with the backward graph added: (graph, objective node, {name: grad node})."""
@@ -242,20 +353,31 @@ class Model:
             cached = self._grad_graphs[wrt] = (graph, objective, {n: grads[self.lowered.named[n]] for n in wrt})
         return cached
 
-    def grad(self, params: dict | None = None, wrt=None, **data) -> tuple[float, dict]:
-        """The batch-mean loss and its gradients: (float, {name: array}) for every parameter or `wrt`."""
-        wrt = tuple(self.params) if wrt is None else tuple(wrt)
+    def grad(self, params: dict | None = None, /, *, wrt=None, inputs: dict | None = None,
+             **keywords) -> tuple[float, dict]:
+        """The batch-mean loss and its gradients: (float, {name: array}) for every parameter, or
+        for the parameters and inputs named in `wrt`. An input named `wrt` goes in `inputs={...}`."""
+        data = merge_inputs(inputs, keywords)
+        self.require_loss()
+        wrt = tuple(self.params) if wrt is None else (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        if not wrt:
+            raise NndslError("nothing to differentiate with respect to: the model has no parameters, and wrt "
+                             "names no input" if not self.params else "wrt names no parameter or input")
         for name in wrt:
             if name not in self.params and name not in self.inputs:
-                raise NndslError(f"--wrt {name}: not a parameter or input of the model "
-                                 f"(parameters: {', '.join(self.params) or 'none'}; inputs: {', '.join(self.inputs) or 'none'})")
+                raise NndslError(f"cannot differentiate with respect to '{name}': not a parameter or input of the "
+                                 f"model (parameters: {', '.join(self.params) or 'none'}; "
+                                 f"inputs: {', '.join(self.inputs) or 'none'})")
         graph, objective, grads = self.gradient_graph(wrt)
         loss, *values = self.evaluate(("grad", wrt), graph, [objective] + list(grads.values()), params, data)
         return float(loss), dict(zip(grads, values))
 
-    def hvp(self, params: dict, vector: dict, **data) -> dict:
+    def hvp(self, params: dict | None, vector: dict, /, *, inputs: dict | None = None, **keywords) -> dict:
         """Hessian-vector product of the batch-mean loss: the gradient of (grad · vector), by
         differentiating the backward graph a second time."""
+        data = merge_inputs(inputs, keywords)
+        if not self.params:
+            raise NndslError("the model has no parameters: a Hessian-vector product needs some", filename=self.filename)
         wrt = tuple(self.params)
         key = ("hvp", wrt)
         cached = self._grad_graphs.get(key)
@@ -281,30 +403,30 @@ class Model:
         return dict(zip(wrt, values))
 
     # ---- training ----------------------------------------------------------------------
-    def train(self, params: dict | None = None, *, data: dict | None = None, val_data: dict | None = None,
+    def train(self, params: dict | None = None, /, *, inputs: dict | None = None, val_inputs: dict | None = None,
               checkpoint=None, checkpoint_every: int | None = None, resume=None, on_epoch=None, **keywords):
         """Trains the parameters (SPEC section 10): returns (trained parameters, History).
 
         Keywords named like a setting of the `train` statement (`lr`, `epochs`, `batch`,
         `optimizer="adam"`, `schedule="inverse(0.01)"`, `until="correct"` or a tolerance, ...)
-        override the model's own; any other keyword is an input (or pass `data={...}`). Without
-        data, the model's `data` statements are used. `params` are not changed.
+        override the model's own; any other keyword is an input (or pass `inputs={...}`). Without
+        inputs, the model's `data` statements are used. `params` are not changed.
         """
         from .training import Trainer
-        data = dict(data or {})
+        data = dict(inputs or {})
         overrides = {}
         for key, value in keywords.items():
             if key in KEYS and key not in self.inputs:
                 overrides[key] = value
             elif key in KEYS:
                 raise NndslError(f"'{key}' names both a training setting and an input of the model: "
-                                 "pass the input in data={...}")
+                                 "pass the input in inputs={...}")
             else:
                 data[key] = value
         settings = self.train_settings([overrides])
         if params is None:
             params = self.init(settings.seed)
-        trainer = Trainer(self, settings, params, data or self.default_data(), val_data)
+        trainer = Trainer(self, settings, params, data or self.default_data(), val_inputs)
         if resume is not None:
             trainer.restore(resume)
         trainer.run(on_epoch=on_epoch, checkpoint=(lambda t: t.save(checkpoint)) if checkpoint else None,
@@ -312,3 +434,14 @@ class Model:
         if checkpoint and trainer.history.stopped != "nonfinite":
             trainer.save(checkpoint)
         return trainer.result(), trainer.history
+
+
+def merge_inputs(inputs: dict | None, keywords: dict) -> dict:
+    """Inputs given as a mapping and as keywords, one dict; a name given both ways is an error."""
+    merged = dict(inputs or {})
+    for name, value in keywords.items():
+        if name in merged:
+            raise NndslError(f"input '{name}' is given twice, as a keyword and in inputs={{...}}")
+        merged[name] = value
+    return merged
+

@@ -2,8 +2,10 @@
 
 An entry holds the op's name, arity, shape rule, forward computation (NumPy), gradient rule
 (one vector-Jacobian product per argument, written with registry ops so the backward graph is
-an ordinary graph) and the slots the exporters read (`symbol` for printing, `onnx` for ONNX).
-Passes look ops up here; nothing else lists them.
+an ordinary graph) and the slots other parts read: `symbol` (how messages name an infix op),
+`onnx` (the ONNX mapping), `look` (how DOT draws its nodes), `leaf` (the interpreter feeds it),
+`stable` (the rewrite pass), `correct` (training accuracy), `class_index` (data checks) and
+`kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
 
 Shapes are per sample. At run time a value computed from an input carries one extra leading
 batch axis; the registry's forward functions are written for that layout (reductions use
@@ -68,6 +70,11 @@ class Op:
     # (position of an argument holding class indices, position of the argument whose last axis
     # counts the classes): indices are checked against that count (`class_indices`).
     class_index: tuple | None = None
+    # Non-differentiable points: (*argument values) -> how far each element is from a kink (0 at
+    # it), where the derivative is not defined and finite differences cannot confirm any rule.
+    kink: Callable | None = None
+    leaf: bool = False                    # fed from outside at run time: inputs and parameters
+    look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -166,11 +173,6 @@ def same_shapes(*shapes: Shape) -> Shape:
 
 def last_axis_sum(x: Shape) -> Shape:
     return at_least_vector(x)[:-1] + (1,)
-
-
-def like_second(x: Shape, ref: Shape) -> Shape:
-    broadcast(x, ref)
-    return ref
 
 
 def index_like(k: Shape, ref: Shape) -> Shape:
@@ -273,22 +275,10 @@ def sum_to_kernel(info: KernelInfo):
     return fn
 
 
-def broadcast_like_kernel(info: KernelInfo):
-    (sx, _), (bx, _) = info.arg_shapes, info.arg_batched
-    pad = len(info.shape) - len(sx)
-
-    if not (bx and not info.arg_batched[1]):
-        def fn(x, ref):                # the result has ref's shape
-            if bx and pad:
-                x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
-            return x if x.shape == ref.shape else np.broadcast_to(x, ref.shape)
-        return fn
-
-    def fn(x, ref):                    # a batched x against an unbatched ref keeps its batch axis
-        if pad:
-            x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
-        return np.broadcast_to(x, x.shape[:1] + info.shape)
-    return fn
+def broadcast_fwd(x, ref):
+    """x broadcast against ref (operands aligned as for any elementwise op): the joint shape."""
+    shape = np.broadcast_shapes(x.shape, ref.shape)
+    return x if x.shape == shape else np.broadcast_to(x, shape)
 
 
 def batch_size_kernel(info: KernelInfo):
@@ -303,8 +293,14 @@ def const_kernel(info: KernelInfo):
 
 
 # ---- numerics ----------------------------------------------------------------------------
+# Each is written so that no step rounds a value much larger than its result: log_softmax is
+# (x - max) - log Σ exp(x - max), never x - logsumexp(x), whose two terms of the size of x cancel
+# (in float32, x near 1e4 would keep three digits of a result near 1).
 def stable_sigmoid(x):
-    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)) from e = exp(-|x|), which cannot overflow: 1 / (1 + e) or e / (1 + e),
+    each good to an ulp (exp(-logaddexp(0, -x)) rounds the exponent first)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
 def stable_softplus(x):
@@ -316,13 +312,21 @@ def softmax_fwd(info, x):
     return e / np.add.reduce(e, axis=-1, keepdims=True)
 
 
-def logsumexp(x):
-    m = np.maximum.reduce(x, axis=-1, keepdims=True)
-    return m + np.log(np.add.reduce(np.exp(x - m), axis=-1, keepdims=True))
+def shifted_logsumexp(x):
+    """(x - max, log Σ exp(x - max)) along the last axis: log_softmax(x) is their difference, and
+    as neither is larger than the result (x - max <= 0 <= the log), it keeps its digits. The log
+    is log1p of the sum without one largest element's exp(0) = 1, so it keeps its own digits
+    when that element dominates (the sum then rounds near 1)."""
+    shifted = x - np.maximum.reduce(x, axis=-1, keepdims=True)
+    top = shifted == 0
+    rest = np.add.reduce(np.where(top, 0, np.exp(shifted)), axis=-1, keepdims=True)
+    ties = np.add.reduce(top, axis=-1, keepdims=True, dtype=shifted.dtype) - 1
+    return shifted, np.log1p(rest + ties)
 
 
 def log_softmax_fwd(info, x):
-    return x - logsumexp(x)
+    shifted, log_total = shifted_logsumexp(x)
+    return shifted - log_total
 
 
 def clamped_log(x):
@@ -389,7 +393,8 @@ def sparse_ce_fwd(info, p, k):
 
 def sparse_ce_logits_fwd(info, z, k):
     n = info.arg_shapes[0][-1]
-    return logsumexp(z)[..., 0] - pick(z, class_indices(k, n))
+    shifted, log_total = shifted_logsumexp(z)
+    return log_total[..., 0] - pick(shifted, class_indices(k, n))
 
 
 def tie_mask(a, b):
@@ -423,9 +428,24 @@ def margin(d, y, t):
     return d.sub(1.0, d.mul(t, y))
 
 
+def at_zero(x):
+    """The kink of relu, abs, step and sign: the argument itself is the distance from it."""
+    return x
+
+
 def inclusive_step(d, z):
     """1 where z >= 0: the hinge losses pass gradient at the kink, as sklearn and torch.clamp do."""
     return d.sub(1.0, d.step(d.neg(z)))
+
+
+def ce_logits_grad_z(d, g, out, z, t):
+    """softmax(z) Σ_c t - t, with t broadcast against z. Where z has a single class (its softmax
+    is 1, the loss does not depend on it), t is first summed over the classes it spreads over,
+    so the softmax's own class axis is the one the rule runs along."""
+    t = d.broadcast_like(t, z)
+    if d.shape(z)[-1] == 1 and d.shape(t)[-1] != 1:
+        t = d.sum_last(t)
+    return d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(t)), t), 1.0 / class_rows(d, z, t)))
 
 
 def matmul_grad_a(d, g, out, a, b):
@@ -519,8 +539,7 @@ def onnx_sum_to(e, x):
 
 
 def onnx_broadcast_like(e, x, ref):
-    (x,) = e.aligned(x)
-    return e("Expand", x, e("Shape", ref))
+    return e("Expand", x, e("Shape", ref))          # Expand broadcasts both ways, as NumPy
 
 
 def onnx_batch_size(e, x):
@@ -572,8 +591,8 @@ def onnx_bce(e, p, t):
 
 
 def onnx_bce_logits(e, z, t):
-    """max(z, 0) - z t + log1p(exp(-|z|)), the last term as Softplus(-|z|)."""
-    return e("Add", e("Sub", e("Max", z, e.const(0.0)), e("Mul", z, t)), e("Softplus", e("Neg", e("Abs", z))))
+    """max(z, 0) - z t + log1p(exp(-|z|)) as the kernel computes it: z (step(z) - t) + Softplus(-|z|)."""
+    return e("Add", e("Mul", z, e("Sub", onnx_step(e, z), t)), e("Softplus", e("Neg", e("Abs", z))))
 
 
 def onnx_margin(e, y, t):
@@ -587,11 +606,13 @@ def onnx_square(e, x):
 # ---- the ops -----------------------------------------------------------------------------
 # leaves
 defop("input", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a per-sample input",
-      onnx=lambda e: e.graph_input())
+      onnx=lambda e: e.graph_input(), leaf=True,
+      look=dict(shape="box", fillcolor="#dbeafe", color="#1d4ed8", line="rounded"))
 defop("param", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a trainable tensor",
-      onnx=lambda e: e.parameter())
+      onnx=lambda e: e.parameter(), leaf=True,
+      look=dict(shape="box", fillcolor="#fde68a", color="#b45309", penwidth="2"))
 defop("const", arity=0, shape=scalar, forward=None, kernel_factory=const_kernel, callable=False,
-      onnx=onnx_const,
+      onnx=onnx_const, look=dict(shape="box", fillcolor="#f3f4f6", color="#6b7280", fontsize="9"),
       differentiable=False, doc="a constant")
 
 # elementwise arithmetic
@@ -619,12 +640,12 @@ defop("pow", arity=2, shape=broadcast, callable=False, forward=np.power, element
       onnx=onnx_same("Pow"),
       vjp=(lambda d, g, out, a, b: d.mul(g, d.mul(b, d.pow(a, d.sub(b, 1.0)))),
            lambda d, g, out, a, b: d.mul(g, d.mul(out, d.log(a)))))
-defop("max", arity=2, shape=broadcast, forward=np.maximum, elementwise=True,
+defop("max", arity=2, shape=broadcast, forward=np.maximum, elementwise=True, kink=np.subtract,
       onnx=onnx_same("Max"),
       doc="elementwise maximum; at ties each side gets half the gradient (as torch.maximum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b)),
            lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a))))
-defop("min", arity=2, shape=broadcast, forward=np.minimum, elementwise=True,
+defop("min", arity=2, shape=broadcast, forward=np.minimum, elementwise=True, kink=np.subtract,
       onnx=onnx_same("Min"),
       doc="elementwise minimum; at ties each side gets half the gradient (as torch.minimum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a)),
@@ -634,26 +655,28 @@ defop("tie_mask", arity=2, shape=broadcast, forward=tie_mask, elementwise=True, 
       differentiable=False, doc="1 where a > b, 1/2 at ties, else 0")
 
 # elementwise functions
-defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwise=True,
+defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwise=True, kink=at_zero,
       onnx=onnx_same("Relu"),
       doc="max(0, z); its gradient at 0 is 0 (as torch.relu)",
       vjp=(lambda d, g, out, x: d.mul(g, d.step(x)),))
 defop("sigmoid", arity=1, shape=same, forward=stable_sigmoid, elementwise=True, aliases=("σ",),
       onnx=onnx_same("Sigmoid"),
-      vjp=(lambda d, g, out, x: d.mul(g, d.mul(out, d.sub(1.0, out))),))
+      doc="1 / (1 + exp(-z)); its gradient is sigmoid(z) sigmoid(-z), which keeps its digits where "
+          "sigmoid(z) rounds to 1 (sigmoid(z) (1 - sigmoid(z)) would not)",
+      vjp=(lambda d, g, out, x: d.mul(g, d.mul(out, d.sigmoid(d.neg(x)))),))
 defop("tanh", arity=1, shape=same, forward=np.tanh, elementwise=True,
       onnx=onnx_same("Tanh"),
       vjp=(lambda d, g, out, x: d.mul(g, d.sub(1.0, d.mul(out, out))),))
-defop("step", arity=1, shape=same, forward=lambda x: (x > 0).astype(x.dtype), elementwise=True,
+defop("step", arity=1, shape=same, forward=lambda x: (x > 0).astype(x.dtype), elementwise=True, kink=at_zero,
       onnx=onnx_step,
       differentiable=False, doc="Heaviside: 1 where z > 0, else 0; gradient 0")
-defop("sign", arity=1, shape=same, forward=np.sign, elementwise=True, differentiable=False,
+defop("sign", arity=1, shape=same, forward=np.sign, elementwise=True, differentiable=False, kink=at_zero,
       onnx=onnx_same("Sign"),
       doc="-1, 0 or 1; gradient 0")
 defop("softplus", arity=1, shape=same, forward=stable_softplus, elementwise=True,
       onnx=onnx_same("Softplus"),
       vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(x)),))
-defop("leaky_relu", arity=2, shape=broadcast, elementwise=True,
+defop("leaky_relu", arity=2, shape=broadcast, elementwise=True, kink=lambda x, s: x,
       onnx=onnx_leaky_relu,
       forward=lambda x, s: np.where(x > 0, x, x * s),
       doc="z where z > 0, else slope·z; at 0 the gradient is the slope (as torch)",
@@ -669,7 +692,7 @@ defop("log", arity=1, shape=same, forward=np.log, elementwise=True,
       onnx=onnx_same("Log"),
       stable={"softmax": "log_softmax", "sigmoid": "log_sigmoid"},
       vjp=(lambda d, g, out, x: d.div(g, x),))
-defop("abs", arity=1, shape=same, forward=np.abs, elementwise=True,
+defop("abs", arity=1, shape=same, forward=np.abs, elementwise=True, kink=at_zero,
       onnx=onnx_same("Abs"),
       doc="|z|; its gradient at 0 is 0 (as torch.abs)",
       vjp=(lambda d, g, out, x: d.mul(g, d.sign(x)),))
@@ -719,15 +742,15 @@ defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel,
       onnx=onnx_sum_to,
       doc="sums a value down to this node's shape and batch layout (undoes broadcasting)",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
-defop("broadcast_like", arity=2, shape=like_second, forward=None, kernel_factory=broadcast_like_kernel,
+defop("broadcast_like", arity=2, shape=broadcast, forward=broadcast_fwd, elementwise=True,
       onnx=onnx_broadcast_like,
-      callable=False, doc="broadcasts its first argument to the shape and batch of its second",
+      callable=False, doc="broadcasts its first argument against its second: to their joint shape and batch",
       vjp=(lambda d, g, out, x, ref: d.sum_to(g, like=x), None))
 defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel, callable=False,
       onnx=onnx_batch_size,
       differentiable=False, unbatched=True, doc="the number of samples in the batch (1 without one)")
 defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:], xs[0]), elementwise=True,
-      onnx=onnx_same("Sum"),
+      onnx=onnx_same("Sum"), look=dict(shape="octagon", fillcolor="#ede9fe", color="#6d28d9", fontcolor="#4c1d95"),
       callable=False, symbol="Σ", doc="sums the gradients that reach a value read by several consumers",
       vjp=lambda d, g, out, *xs: g)
 defop("one_hot", arity=2, shape=index_like, class_index=(0, 1), forward=one_hot_fwd, callable=False, differentiable=False,
@@ -764,7 +787,9 @@ def bce_elements(p, t):
 
 
 def bce_logits_elements(z, t):
-    return np.maximum(z, 0) - z * t + np.logaddexp(0, -np.abs(z)).astype(z.dtype, copy=False)
+    """max(z, 0) - z t + log(1 + exp(-|z|)), the first two terms as the one product z (1 - t) or
+    -z t: for z large and t near 1, z - z t would cancel the digits of z t."""
+    return z * ((z > 0) - t) + np.logaddexp(0, -np.abs(z)).astype(z.dtype, copy=False)
 
 
 defop("bce", arity=2, correct=same_side(0.5), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
@@ -790,7 +815,7 @@ defop("cross_entropy_logits", arity=2, correct=same_class, shape=class_loss, cal
       onnx=onnx_class_loss(lambda e, z: e("LogSoftmax", z, axis=-1)),
       forward=None, kernel_factory=class_mean(lambda z, t: -(t * log_softmax_fwd(None, z))),
       doc="cross_entropy(softmax(z), t) computed from the logits z",
-      vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(d.broadcast_like(t, z))), t), 1.0 / class_rows(d, z, t))),
+      vjp=(ce_logits_grad_z,
            lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
 defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
       onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
@@ -800,7 +825,7 @@ defop("sparse_cross_entropy_logits", arity=2, class_index=(1, 0), correct=lambda
       onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
       doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
       vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
-defop("hinge", arity=2, correct=same_sign, shape=pairwise_loss,
+defop("hinge", arity=2, correct=same_sign, kink=lambda y, t: 1 - t * y, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, 1 - t * y)),
       doc="max(0, 1 - t·y); at the kink the gradient is -t (as sklearn; torch.clamp(min=0))",
@@ -811,7 +836,7 @@ defop("squared_hinge", arity=2, correct=same_sign, shape=pairwise_loss,
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(np.maximum(0, 1 - t * y))),
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))))
-defop("perceptron", arity=2, correct=same_sign, shape=pairwise_loss,
+defop("perceptron", arity=2, correct=same_sign, kink=lambda y, t: t * y, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), e("Neg", e("Mul", t, y)))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, -t * y)),
       doc="max(0, -t·y); at the kink the gradient is -t, so SGD with batch 1 is Rosenblatt's rule",

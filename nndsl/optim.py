@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -50,20 +50,21 @@ def bind(entry, args: tuple, kwargs: dict) -> tuple[dict, str | None]:
     ({name: value}, None), or (partial, a message saying what is wrong)."""
     names = [h.name for h in entry.hypers]
     values = {h.name: h.default for h in entry.hypers}
+    what = f"{entry.kind} {entry.name}"
     if len(args) > len(names):
-        return values, f"{entry.name} takes at most {len(names)} argument{'s' * (len(names) != 1)} ({', '.join(names) or 'none'})"
+        return values, f"{what} takes at most {len(names)} argument{'s' * (len(names) != 1)} ({', '.join(names) or 'none'})"
     for h, v in zip(entry.hypers, args):
         values[h.name] = v
     for key, v in kwargs.items():
         if key not in values:
-            return values, f"{entry.name} has no argument '{key}' (it takes: {', '.join(names) or 'none'})"
+            return values, f"{what} has no argument '{key}' (it takes: {', '.join(names) or 'none'})"
         values[key] = v
     for h in entry.hypers:
         if values[h.name] is None:
-            return values, f"{entry.name} needs a value for '{h.name}'"
+            return values, f"{what} needs a value for '{h.name}'"
         problem = check_value(h, values[h.name])
         if problem:
-            return values, f"{entry.name}: {h.name} must be {problem}, not {values[h.name]:g}"
+            return values, f"{what}: {h.name} must be {problem}, not {values[h.name]:g}"
     return values, None
 
 
@@ -77,6 +78,7 @@ class Optimizer:
     # (p, g, state dict, h dict, lr, t) -> the new p, a new array; t = 1, 2, ... counts the steps.
     # g is the caller's scratch: the rule may overwrite it.
     update: Callable
+    kind: ClassVar[str] = "optimizer"
 
 
 OPTIMIZERS: dict[str, Optimizer] = {}
@@ -95,7 +97,7 @@ def descend(p, direction, lr: float, scratch: bool):
     if scratch and isinstance(direction, np.ndarray) and direction.ndim and direction.dtype == p.dtype:
         np.multiply(direction, -lr, out=direction)
         return np.add(direction, p, out=direction)
-    return p - lr * direction
+    return np.asarray(p - lr * direction)        # 0-d stays an array, not a NumPy scalar
 
 
 def sgd_update(p, g, state, h, lr, t):
@@ -166,7 +168,7 @@ defoptimizer(
 def validate_optimizer(entry: Optimizer, h: dict) -> str | None:
     """Combinations PyTorch refuses too."""
     if entry.name == "sgd" and h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
-        return "sgd: nesterov needs a momentum above 0 and no dampening"
+        return "optimizer sgd: nesterov needs a momentum above 0 and no dampening"
     return None
 
 
@@ -183,6 +185,7 @@ class Schedule:
     counts: str                 # what t counts: "steps" (optimizer steps) or "epochs" (completed)
     doc: str                    # the formula
     factor: Callable            # (t, h, total epochs) -> the multiplier of the base learning rate
+    kind: ClassVar[str] = "schedule"
 
 
 SCHEDULES: dict[str, Schedule] = {}

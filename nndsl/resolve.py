@@ -13,6 +13,7 @@ import numpy as np
 
 from . import syntax as S
 from .errors import NndslError
+from .ops import fmt_shape
 
 
 @dataclass
@@ -96,7 +97,17 @@ def resolve(program: S.Program, overrides: dict | None = None) -> Resolved:
                 raise NndslError(f"data for '{st.name}', which is not a declared input", st.name_span)
             if st.name in resolved.data_inline:
                 raise NndslError(f"data for '{st.name}' is given twice", st.name_span)
-            resolved.data_inline[st.name] = (literal_array(st.value), st.span)
+            value = literal_array(st.value)
+            problem = shape_problem(st.name, value.shape, shapes[st.name])
+            if problem:
+                raise NndslError(problem, st.value.span)
+            resolved.data_inline[st.name] = (value, st.span)
+    sizes = {name: None if value.shape == shapes[name] else len(value)
+             for name, (value, _) in resolved.data_inline.items()}
+    problem = batch_problem(sizes)
+    if problem:
+        last = list(resolved.data_inline.values())[-1][1]
+        raise NndslError(f"the data statements disagree: {problem.partition(': ')[2]}", last)
     return resolved
 
 
@@ -154,3 +165,20 @@ def literal_array(expr) -> np.ndarray:
         return np.asarray(value(expr), dtype=np.float64)
     except ValueError:
         raise NndslError("ragged array literal: rows must all have the same length", expr.span) from None
+
+
+def shape_problem(name: str, shape: tuple, declared: tuple) -> str | None:
+    """What is wrong with data of `shape` for an input declared `declared` per sample, if anything."""
+    if shape == declared or shape[1:] == declared:
+        return None
+    return (f"data for input '{name}' has shape {fmt_shape(shape)}; expected {fmt_shape(declared)} for one "
+            f"sample or {fmt_shape(('B',) + declared)} for a batch")
+
+
+def batch_problem(sizes: dict) -> str | None:
+    """{input: batch size, or None for a single sample}: a message if they disagree."""
+    batches = {b for b in sizes.values() if b is not None}
+    if len(batches) <= 1 and (not batches or None not in sizes.values()):
+        return None
+    described = ", ".join(f"'{n}' is " + ("a single sample" if b is None else f"a batch of {b}") for n, b in sizes.items())
+    return f"inputs disagree on the batch: {described}"

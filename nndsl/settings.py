@@ -8,13 +8,12 @@ defaults, the model's `train` statement, flags or keywords.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import syntax as S
-from .errors import NndslError
+from .errors import NndslError, closest
 from .optim import OPTIMIZERS, SCHEDULES, bind, validate_optimizer
 
 
@@ -140,7 +139,8 @@ def choice(table: dict, what: str):
                     raise NndslError(f"'{a.key}' is given twice", a.span)
                 kwargs[a.key] = a.value.value
         else:
-            raise NndslError(f"{key} takes the name of {what}, not a number ({', '.join(table)})", node.span)
+            raise NndslError(f"{key} takes the name of {'an' if what[0] in 'aeiou' else 'a'} {what}, not a number "
+                             f"({', '.join(table)})", node.span)
         if name not in table:
             raise NndslError(f"unknown {what} '{name}'{suggest(name, table)}", name_span)
         return Choice(name, args, kwargs, node)
@@ -156,8 +156,8 @@ def written(node) -> str:
 
 
 def suggest(word: str, table) -> str:
-    close = difflib.get_close_matches(word.lower(), list(table), n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    close = closest(word, table)
+    hint = f"; did you mean '{close}'?" if close else ""
     return f"{hint} (choices: {', '.join(table)})"
 
 
@@ -256,16 +256,16 @@ def merge(layers: list) -> Settings:
     where = layers[rank["optimizer"]]["optimizer"] if "optimizer" in rank else None
     kwargs = dict(zip(names, optimizer.args))
     if len(optimizer.args) > len(names):
-        raise located(NndslError(f"{entry.name} takes at most {len(names)} arguments ({', '.join(names)})"), where)
+        raise located(NndslError(f"optimizer {entry.name} takes at most {len(names)} arguments ({', '.join(names)})"), where)
     for key, value in optimizer.kwargs.items():
         if key in kwargs:
-            raise located(NndslError(f"{entry.name}: '{key}' is given twice"), where)
+            raise located(NndslError(f"optimizer {entry.name}: '{key}' is given twice"), where)
         kwargs[key] = value
     for key in ("lr", "momentum"):          # settings of their own that are hyperparameters
         if key not in values:
             continue
         if key not in names:
-            raise located(NndslError(f"{key}: {entry.name} has no hyperparameter '{key}' "
+            raise located(NndslError(f"optimizer {entry.name} has no hyperparameter '{key}' "
                                      f"(it has: {', '.join(names)})"), layers[rank[key]][key])
         if key in kwargs and rank.get("optimizer") == rank[key]:
             raise located(NndslError(f"{key} is given twice: as a setting and in {entry.name}(...)"),

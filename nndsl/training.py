@@ -24,7 +24,8 @@ import numpy as np
 from .errors import NndslError, file_error
 from .files import write_atomic
 from .graph import arguments, span_of
-from .interpreter import execute, schedule
+from .interpreter import all_values, execute, first_nonfinite
+from .model import check_memory
 from .ops import REGISTRY, class_indices
 from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate
 from .settings import Settings
@@ -143,11 +144,15 @@ class Trainer:
         for name, value in self.params.items():
             if not np.all(np.isfinite(value)):
                 raise model.error(f"the initial value of parameter '{name}' is not finite", name)
+        for given in (data, val_data or {}):
+            unknown = [name for name in given if name not in model.inputs]
+            if unknown:
+                raise NndslError(f"the model has no input '{unknown[0]}' (inputs: {', '.join(model.inputs) or 'none'})")
         needed = [name for name, node in model.inputs.items() if node in model.loss_inputs]
         missing = [n for n in needed if n not in data]
         if missing:
-            raise model.error(f"no data for input '{missing[0]}' (give it with -i {missing[0]}=VALUE or --data)",
-                              missing[0])
+            raise model.error(f"no data for input '{missing[0]}'", missing[0],
+                              hint=f"give it with -i {missing[0]}=VALUE or --data")
         data = {k: v for k, v in data.items() if k in needed}
         arrays, n = batched(model, data, "training data")
         if val_data is not None and settings.val is not None:
@@ -204,6 +209,10 @@ class Trainer:
         self.eval_plan = model.plan(("train-eval", tuple(extra)), self.eval_graph, [fobjective] + extra)
         self.param_nodes = [(model.params[n], n) for n in self.names]
         self.input_nodes = [(model.inputs[n], n) for n in self.data]
+        largest = max(self.n, samples(self.val) if self.val else 0)
+        check_memory(self.graph, model.dtype, self.batch, model.filename, model.program.source)
+        check_memory(self.eval_graph, model.dtype, min(max(self.batch, 1024), largest),
+                     model.filename, model.program.source)
 
     def feeds(self, params: dict, batch: dict) -> dict:
         feeds = {node: params[name] for node, name in self.param_nodes}
@@ -383,7 +392,8 @@ class Trainer:
         else:
             what = f"the loss is {loss} at epoch {pos.epoch + 1}, step {pos.step + 1}"
             params = self.params
-        node = first_nonfinite(self.graph, self.step_plan, self.feeds(params, batch), self.model.dtype)
+        values = all_values(self.graph, self.step_plan.slots, self.feeds(params, batch), self.model.dtype)
+        node = first_nonfinite(self.graph, values)
         self.params = self.previous
         self.history.stopped = "nonfinite"
         self.history.message = f"{what}; training stopped and kept the last parameters whose loss was finite"
@@ -472,17 +482,3 @@ def accuracy_node(model):
     if rule is None:
         return None
     return rule, tuple(arguments(graph, node))
-
-
-def first_nonfinite(graph, plan, feeds: dict, dtype):
-    """The first node, in the order the plan runs, whose value is NaN or infinite although its
-    arguments are finite (PyTorch's anomaly detection, pointed at the source). None if none."""
-    order = sorted(plan.slots, key=plan.slots.get)
-    full = schedule(graph, order, dtype)
-    values = dict(zip(order, execute(full, graph, feeds)))
-    for node in order:
-        value = np.asarray(values[node])
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            if all(np.all(np.isfinite(values[a])) for a in arguments(graph, node)):
-                return node
-    return None

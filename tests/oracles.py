@@ -23,6 +23,9 @@ class Case:
     no_grad: tuple = ()                # argument positions without a gradient
     smooth: bool = True                # finite differences are meaningful at random points
     explicit: dict = field(default_factory=dict)   # shape/batched given to the builder
+    # More argument shapes, checked as `shapes` is: for a loss, operands of different per-sample
+    # rank and with size-1 axes, the prediction smaller than the target and the other way round.
+    broadcasts: tuple = ()
 
 
 def softmax(z):
@@ -36,6 +39,23 @@ def log_softmax(z):
 
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
+
+
+def broadcast(fn):
+    """A torch loss of operands of one shape, applied to operands that broadcast."""
+    return lambda y, t: fn(*torch.broadcast_tensors(y, t))
+
+
+def classes(p, t):
+    """A cross entropy's reduction: sum over the class axis, mean over the other per-sample axes."""
+    return (t * p).sum(-1).mean()
+
+
+# Operand shapes of a loss beside its own: either side smaller, size-1 axes both ways, scalars.
+PAIRWISE = (((3,), (2, 3)), ((2, 3), (3,)), ((1, 3), (2, 3)), ((2, 3), (2, 1)), ((1, 3), (2, 1)),
+            ((), (3,)), ((3,), ()))
+CLASSWISE = (((4,), (2, 4)), ((2, 4), (4,)), ((1, 4), (2, 4)), ((2, 4), (2, 1)), ((2, 1), (1, 4)),
+             ((4,), ()))
 
 
 T = torch
@@ -74,33 +94,37 @@ CASES = {
     "matmul": Case(np.matmul, ((2, 3), (3,)), T.matmul),
     "outer": Case(np.outer, ((2,), (3,)), T.outer),
     "sum_to": Case(lambda x: x.sum(0), ((2, 3),), lambda x: x.sum(0), explicit={"shape": (3,)}),
-    "broadcast_like": Case(lambda x, r: np.broadcast_to(x, r.shape), ((3,), (2, 3)),
-                           lambda x, r: x.expand(r.shape), no_grad=(1,)),
+    "broadcast_like": Case(lambda x, r: np.broadcast_to(x, np.broadcast_shapes(x.shape, r.shape)), ((3,), (2, 3)),
+                           lambda x, r: torch.broadcast_tensors(x, r)[0], no_grad=(1,),
+                           broadcasts=(((2, 1), (3,)), ((2, 3), (3,)), ((), (2,)))),
     "batch_size": Case(None, ((3,),), no_grad=(0,)),          # checked in test_batch_size
     "accumulate": Case(lambda *xs: sum(xs), ((3,), (3,), (3,)), lambda *xs: sum(xs)),
     "one_hot": Case(lambda k, r: (np.arange(r.shape[-1]) == k).astype(float), ((), (4,)),
                     domains=("index", "normal"), no_grad=(0, 1)),
-    "mse": Case(lambda y, t: np.mean((y - t) ** 2), ((3,), (3,)), F.mse_loss),
-    "mae": Case(lambda y, t: np.mean(np.abs(y - t)), ((3,), (3,)), F.l1_loss),
+    "mse": Case(lambda y, t: np.mean((y - t) ** 2), ((3,), (3,)), broadcast(F.mse_loss), broadcasts=PAIRWISE),
+    "mae": Case(lambda y, t: np.mean(np.abs(y - t)), ((3,), (3,)), broadcast(F.l1_loss), broadcasts=PAIRWISE),
     "bce": Case(lambda p, t: np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))), ((3,), (3,)),
-                F.binary_cross_entropy, domains=("prob", "unit")),
+                broadcast(F.binary_cross_entropy), domains=("prob", "unit"), broadcasts=PAIRWISE),
     "bce_logits": Case(lambda z, t: np.mean(-(t * np.log(sigmoid(z)) + (1 - t) * np.log(1 - sigmoid(z)))),
-                       ((3,), (3,)), F.binary_cross_entropy_with_logits, domains=("normal", "unit")),
-    "cross_entropy": Case(lambda p, t: -np.sum(t * np.log(p)), ((4,), (4,)),
-                          lambda p, t: -(t * T.log(p)).sum(), domains=("prob", "unit")),
-    "cross_entropy_logits": Case(lambda z, t: -np.sum(t * log_softmax(z)), ((4,), (4,)),
-                                 lambda z, t: F.cross_entropy(z[None], t[None]), domains=("normal", "unit")),
+                       ((3,), (3,)), broadcast(F.binary_cross_entropy_with_logits), domains=("normal", "unit"),
+                       broadcasts=PAIRWISE),
+    "cross_entropy": Case(lambda p, t: -np.mean(np.sum(t * np.log(p), -1)), ((4,), (4,)),
+                          lambda p, t: -classes(T.log(p), t), domains=("prob", "unit"), broadcasts=CLASSWISE),
+    "cross_entropy_logits": Case(lambda z, t: -np.mean(np.sum(t * log_softmax(z), -1)), ((4,), (4,)),
+                                 lambda z, t: -classes(T.log_softmax(z, -1), t), domains=("normal", "unit"),
+                                 broadcasts=CLASSWISE),
     "sparse_cross_entropy": Case(lambda p, k: -np.log(p[int(k)]), ((4,), ()),
                                  lambda p, k: -T.log(p[int(k)]), domains=("prob", "index"), no_grad=(1,)),
     "sparse_cross_entropy_logits": Case(lambda z, k: -log_softmax(z)[int(k)], ((4,), ()),
                                         lambda z, k: F.cross_entropy(z[None], k.long()[None]),
                                         domains=("normal", "index"), no_grad=(1,)),
     "hinge": Case(lambda y, t: np.mean(np.maximum(0, 1 - t * y)), ((3,), (3,)),
-                  lambda y, t: T.clamp(1 - t * y, min=0).mean(), domains=("normal", "sign")),
+                  lambda y, t: T.clamp(1 - t * y, min=0).mean(), domains=("normal", "sign"), broadcasts=PAIRWISE),
     "squared_hinge": Case(lambda y, t: np.mean(np.maximum(0, 1 - t * y) ** 2), ((3,), (3,)),
-                          lambda y, t: (T.clamp(1 - t * y, min=0) ** 2).mean(), domains=("normal", "sign")),
+                          lambda y, t: (T.clamp(1 - t * y, min=0) ** 2).mean(), domains=("normal", "sign"),
+                          broadcasts=PAIRWISE),
     "perceptron": Case(lambda y, t: np.mean(np.maximum(0, -t * y)), ((3,), (3,)),
-                       lambda y, t: T.clamp(-t * y, min=0).mean(), domains=("normal", "sign")),
+                       lambda y, t: T.clamp(-t * y, min=0).mean(), domains=("normal", "sign"), broadcasts=PAIRWISE),
 }
 
 

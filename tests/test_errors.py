@@ -120,12 +120,25 @@ def test_bad_csv_data_file_points_at_the_cell(tmp_path, capsys):
     assert err == f"{data}:3:3: error: not a number: 'oops'\n    4,oops,6\n      ^^^^\n"
 
 
-def test_data_of_the_wrong_shape_points_at_the_input(tmp_path, capsys):
+def test_data_of_the_wrong_shape_names_where_it_came_from(tmp_path, capsys):
     model = write(tmp_path, "m.nn", MODEL)
     assert main(["run", str(model), "-i", "x=[1,2,3]"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"{model}:1:1: error: data for input 'x' has shape [3]; expected [2] for one sample "
-                   "or [B, 2] for a batch\n    input x[2]\n    ^^^^^^^^^^\n")
+    assert err == ("-i x: error: data for input 'x' has shape [3]; expected [2] for one sample "
+                   "or [B, 2] for a batch\n")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3)), t=np.zeros(4))
+    assert main(["run", str(model), "--data", str(tmp_path / "d.npz")]) == 2
+    assert capsys.readouterr().err == (f"{tmp_path / 'd.npz'}: error: data for input 'x' has shape [4, 3]; "
+                                       "expected [2] for one sample or [B, 2] for a batch\n")
+    data_file = write(tmp_path, "m2.nn", MODEL + 'data "d.npz"\n')
+    assert main(["run", str(data_file)]) == 2
+    assert capsys.readouterr().err == (f"{data_file}:6:1: error: data file {tmp_path / 'd.npz'}: data for input 'x' "
+                                       "has shape [4, 3]; expected [2] for one sample or [B, 2] for a batch\n"
+                                       '    data "d.npz"\n    ^^^^^^^^^^^^\n')
+    # the model's API, given no origin, points at the declaration
+    with pytest.raises(nndsl.NndslError) as info:
+        nndsl.load(model).run(x=[1, 2, 3])
+    assert info.value.render().splitlines()[1:] == ["    input x[2]", "    ^^^^^^^^^^"]
 
 
 def test_pickled_npy_is_refused(tmp_path, capsys):

@@ -1,5 +1,7 @@
 """Every op in the registry: forward against NumPy (sample by sample), gradients against torch
-and central finite differences in float64, second derivatives against torch's double backward."""
+and central finite differences in float64, second derivatives against torch's double backward;
+each in every batch layout, with its oracle's argument shapes and the further shapes it lists
+(`broadcasts`: losses of operands of different per-sample rank and size-1 axes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +17,9 @@ from oracles import CASES, LEAVES, sample
 
 OPS = sorted(set(REGISTRY) - LEAVES)
 B = 3
-# Which arguments carry the batch axis: all, all but the first (a parameter), none.
-LAYOUTS = ["batched", "param_first", "unbatched"]
+# Which arguments carry the batch axis: all, all but the first (a parameter), all but the last,
+# none.
+LAYOUTS = ["batched", "param_first", "param_last", "unbatched"]
 
 
 def test_every_op_has_a_reference():
@@ -29,17 +32,42 @@ def layout_flags(layout: str, n: int) -> list[bool]:
         return [True] * n
     if layout == "param_first":
         return [False] + [True] * (n - 1)
+    if layout == "param_last":
+        return [True] * (n - 1) + [False]
     return [False] * n
 
 
-def build(opname: str, layout: str, seed: int = 0):
+def shape_id(shapes) -> str:
+    return "-".join(str(list(s)).replace(" ", "") for s in shapes)
+
+
+def cases(ops, layouts):
+    """(opname, argument shapes, layout) for each op's own shapes and its `broadcasts`; a layout
+    that repeats another for the op's arity (one argument: param_first is param_last) is left out."""
+    out = []
+    for op in ops:
+        case = CASES[op]
+        for shapes in (case.shapes,) + case.broadcasts:
+            seen = set()
+            for layout in layouts:
+                flags = tuple(layout_flags(layout, len(shapes)))
+                if flags in seen:
+                    continue
+                seen.add(flags)
+                label = op if shapes == case.shapes else f"{op}-{shape_id(shapes)}"
+                out.append(pytest.param(op, shapes, layout, id=f"{label}-{layout}"))
+    return out
+
+
+def build(opname: str, layout: str, seed: int = 0, shapes: tuple | None = None):
     """A graph applying `opname` to leaves; returns (graph, leaf nodes, output node, leaf values)."""
     case = CASES[opname]
+    shapes = case.shapes if shapes is None else shapes
     rng = np.random.default_rng(seed)
     builder = GraphBuilder()
-    flags = layout_flags(layout, len(case.shapes))
+    flags = layout_flags(layout, len(shapes))
     leaves, values = [], []
-    for i, (shape, batched) in enumerate(zip(case.shapes, flags)):
+    for i, (shape, batched) in enumerate(zip(shapes, flags)):
         domain = case.domains[i] if case.domains else "normal"
         leaves.append(builder.add("input" if batched else "param", shape=shape, batched=batched, name=f"a{i}"))
         values.append(sample(domain, ((B,) if batched else ()) + shape, rng))
@@ -63,20 +91,19 @@ def run(graph, targets, feeds, dtype=np.float64):
     return execute(schedule(graph, targets, dtype), graph, feeds)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("opname", [op for op in OPS if CASES.get(op) and CASES[op].numpy is not None])
-def test_forward_matches_numpy(opname, layout):
-    graph, leaves, out, values, flags = build(opname, layout)
+@pytest.mark.parametrize("opname, shapes, layout",
+                         cases([op for op in OPS if CASES.get(op) and CASES[op].numpy is not None], LAYOUTS))
+def test_forward_matches_numpy(opname, shapes, layout):
+    graph, leaves, out, values, flags = build(opname, layout, shapes=shapes)
     (got,) = run(graph, [out], dict(zip(leaves, values)))
     want = reference(opname, values, flags, graph.nodes[out]["batched"])
     assert got.shape == np.shape(want)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("layout", ["batched", "param_first"])
-@pytest.mark.parametrize("opname", OPS)
-def test_float32_stays_float32_forward_and_backward(opname, layout):
-    graph, leaves, out, values, flags = build(opname, layout)
+@pytest.mark.parametrize("opname, shapes, layout", cases(OPS, ["batched", "param_first", "param_last"]))
+def test_float32_stays_float32_forward_and_backward(opname, shapes, layout):
+    graph, leaves, out, values, flags = build(opname, layout, shapes=shapes)
     feeds = {n: v.astype(np.float32) for n, v in zip(leaves, values)}
     targets = [out]
     if opname in GRAD_OPS:
@@ -111,12 +138,12 @@ def differentiable(opname, flags):
 
 
 GRAD_OPS = [op for op in OPS if REGISTRY[op].differentiable and differentiable(op, [True] * 9)]
+GRAD_LAYOUTS = ["batched", "param_first", "param_last"]
 
 
-@pytest.mark.parametrize("layout", ["batched", "param_first"])
-@pytest.mark.parametrize("opname", GRAD_OPS)
-def test_gradient_matches_finite_differences(opname, layout):
-    graph, leaves, out, values, flags = build(opname, layout)
+@pytest.mark.parametrize("opname, shapes, layout", cases(GRAD_OPS, GRAD_LAYOUTS))
+def test_gradient_matches_finite_differences(opname, shapes, layout):
+    graph, leaves, out, values, flags = build(opname, layout, shapes=shapes)
     objective, _ = objective_of(graph, out)
     wrt = [leaves[i] for i in differentiable(opname, flags)]
     full, grads = differentiate(graph, objective, wrt)
@@ -151,10 +178,10 @@ def torch_objective(opname, values, flags, weights, create_graph=False):
     return total / B, tensors
 
 
-@pytest.mark.parametrize("layout", ["batched", "param_first"])
-@pytest.mark.parametrize("opname", [op for op in GRAD_OPS if CASES[op].torch is not None])
-def test_gradient_and_second_derivative_match_torch(opname, layout):
-    graph, leaves, out, values, flags = build(opname, layout)
+@pytest.mark.parametrize("opname, shapes, layout", cases([op for op in GRAD_OPS if CASES[op].torch is not None],
+                                                         GRAD_LAYOUTS))
+def test_gradient_and_second_derivative_match_torch(opname, shapes, layout):
+    graph, leaves, out, values, flags = build(opname, layout, shapes=shapes)
     objective, weights = objective_of(graph, out)
     wrt_idx = differentiable(opname, flags)
     wrt = [leaves[i] for i in wrt_idx]
@@ -222,3 +249,54 @@ def torch_grad(fn, values):
 def test_kink_rules_match_pytorch(opname, values, fn):
     for ours, theirs in zip(grad_at(opname, values), torch_grad(fn, values)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+# ---- float32 keeps its digits in the stable kernels ----------------------------------------------
+STABLE = ["sigmoid", "log_sigmoid", "softplus", "softmax", "log_softmax", "bce_logits", "cross_entropy_logits",
+          "sparse_cross_entropy_logits"]
+TARGETS = {"bce_logits": [0.999, 0.9999, 0.99, 1.0],           # z (1 - t) is small where z > 0
+           "cross_entropy_logits": [0.1, 0.2, 0.3, 0.4],
+           "sparse_cross_entropy_logits": 1.0}
+LOGITS = {"clustered": lambda m: m + np.arange(4.0),                  # 10000, 10001, 10002, 10003
+          "clustered_below_zero": lambda m: np.arange(4.0) - m,
+          "spread": lambda m: m * np.array([-1.0, -0.3, 0.6, 1.0])}
+TINY32 = float(np.finfo(np.float32).tiny)        # below it float32 holds only subnormals
+
+
+def stable_values(opname, args, dtype):
+    """The op's value on float32-representable arguments, and its gradients, in `dtype`."""
+    builder = GraphBuilder()
+    leaves = [builder.add("param", shape=np.shape(a), batched=False) for a in args]
+    out = builder.add(opname, *leaves)
+    objective, weights = objective_of(builder.graph, out)
+    wrt = [leaves[i] for i in differentiable(opname, [False] * len(args))]
+    graph, grads = differentiate(builder.graph, objective, wrt)
+    value, *gradients = run(graph, [out] + [grads[n] for n in wrt], dict(zip(leaves, (a.astype(dtype) for a in args))),
+                            dtype)
+    return value, gradients, weights
+
+
+@pytest.mark.parametrize("kind", LOGITS)
+@pytest.mark.parametrize("magnitude", [1, 10, 100, 1e3, 1e4])
+@pytest.mark.parametrize("opname", STABLE)
+def test_stable_kernels_in_float32_are_float64_to_a_few_ulps(opname, magnitude, kind):
+    """Values to a few float32 ulps (1e-6 relative; below the smallest normal float32, to it).
+    Gradients too, except that where a rule subtracts terms of the incoming gradient's size
+    (softmax(z) Σ g - g, sigmoid(z) - t) the difference is exact to a few ulps of that size."""
+    args = [LOGITS[kind](magnitude).astype(np.float32)]
+    args += [np.asarray(TARGETS[opname], np.float32)] if opname in TARGETS else []
+    value32, grads32, weights = stable_values(opname, args, np.float32)
+    value64, grads64, _ = stable_values(opname, args, np.float64)
+    np.testing.assert_allclose(value32, value64, rtol=1e-6, atol=TINY32)
+    for g32, g64 in zip(grads32, grads64):
+        np.testing.assert_allclose(g32, g64, rtol=1e-6, atol=1e-6 * np.abs(weights).max())
+
+
+@pytest.mark.parametrize("opname", ["sigmoid", "log_sigmoid", "softplus"])
+def test_saturated_sigmoid_gradients_keep_their_float32_digits(opname):
+    """sigmoid'(z) = sigmoid(z) sigmoid(-z): where sigmoid(z) rounds to 1, 1 - sigmoid(z) would
+    keep none of the digits of the small gradient."""
+    args = [np.array([-30.0, -12.0, 9.5, 12.0, 17.0, 30.0], np.float32)]
+    (g32,) = stable_values(opname, args, np.float32)[1]
+    (g64,) = stable_values(opname, args, np.float64)[1]
+    np.testing.assert_allclose(g32, g64, rtol=1e-6, atol=TINY32)

@@ -211,7 +211,7 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     model = nndsl.load(model_path("iris"))
     a, _ = model.train(epochs=3, batch=10, seed=4)
     b, _ = model.train(epochs=3, batch=10, seed=4)
-    c, _ = model.train(epochs=3, batch=10, seed=5, params=model.init(4))
+    c, _ = model.train(model.init(4), epochs=3, batch=10, seed=5)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     assert any(not np.array_equal(a[k], c[k]) for k in a)
@@ -248,7 +248,7 @@ def test_train_statement_is_formatted():
     ("train until = always", "until is 'correct' or a tolerance on the update's size, not 'always'", "^^^^^^"),
     ("train val = 1", "val must be a number between 0 and 1, not 1", "^"),
     ("train optimizer = adam(momentum = 0.9)", "adam has no argument 'momentum'", "^^^^^^^^^^^^^^^^^^^^"),
-    ("train optimizer = adam, momentum = 0.9", "momentum: adam has no hyperparameter 'momentum'", "^^^"),
+    ("train optimizer = adam, momentum = 0.9", "optimizer adam has no hyperparameter 'momentum'", "^^^"),
     ("train lr = 1, optimizer = sgd(lr = 2)", "lr is given twice: as a setting and in sgd(...)", "^"),
     ("train epochs = 3, epochs = 4", "'epochs' is set twice", "^^^^^^"),
     ("train schedule = step", "step needs a value for 'every'", "^^^^"),
@@ -309,7 +309,7 @@ data k = [0, 3]
     (["--checkpoint-every", "2"], "error: --checkpoint-every needs --checkpoint FILE"),
     (["--resume", "nofile.npz"], "nofile.npz: error: no such file"),
     (["--resume", "m.nn"], "m.nn: error: not a NumPy .npy or .npz file"),
-    (["-i", "x=[1,2,3]", "-i", "t=1"], "m.nn:2:1: error: data for input 'x' has shape [3]"),
+    (["-i", "x=[1,2,3]", "-i", "t=1"], "-i x: error: data for input 'x' has shape [3]"),
     (["-i", "x=[[1, 2]]"], "m.nn:3:1: error: no data for input 't'"),
     (["--val-data", "nofile.csv"], "nofile.csv: error: no such file"),
     (["--seed", "-1"], "error: --seed -1: give a whole number >= 0"),

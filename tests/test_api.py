@@ -1,0 +1,155 @@
+"""The Python API validates what the CLI validates, speaks without CLI flags, never lets an input's
+name collide with its own arguments, and hands out arrays that are the caller's own."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nndsl
+from nndsl import NndslError
+from nndsl.cli import main
+
+MODEL = """\
+input x[2]
+input t
+param w[2] = [1, 2]
+param b
+y = w · x + b
+loss L = mse(y, t)
+data x = [[0, 1], [1, 0]]
+data t = [1, 2]
+"""
+
+
+@pytest.mark.parametrize("dims, message", [
+    ({"h": 2.5}, "dims: 'h' must be a positive whole number, not 2.5"),
+    ({"h": 0}, "dims: 'h' must be a positive whole number, not 0"),
+    ({"h": -3}, "dims: 'h' must be a positive whole number, not -3"),
+    ({"h": "4"}, "dims: 'h' must be a positive whole number, not '4'"),
+    ({"h": True}, "dims: 'h' must be a positive whole number, not True"),
+])
+def test_dims_are_checked(dims, message):
+    with pytest.raises(NndslError) as info:
+        nndsl.compile("dim h = 3\ninput x[h]\ny = x\n", dims)
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float16", "complex64", "banana", int])
+def test_only_float32_and_float64(dtype):
+    with pytest.raises(NndslError, match="nndsl computes in float32 or float64"):
+        nndsl.compile(MODEL, dtype=dtype)
+    with pytest.raises(NndslError, match="nndsl computes in float32 or float64"):
+        nndsl.compile(MODEL).astype(dtype)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", None])
+def test_init_seed_is_checked(seed):
+    with pytest.raises(NndslError, match="seed must be a whole number >= 0"):
+        nndsl.compile(MODEL).init(seed)
+
+
+def test_messages_do_not_name_cli_flags():
+    model = nndsl.compile(MODEL)
+    with pytest.raises(NndslError) as info:
+        model.grad(wrt=["nope"], x=[1, 2], t=1)
+    assert info.value.render() == ("error: cannot differentiate with respect to 'nope': not a parameter or input of "
+                                   "the model (parameters: w, b; inputs: x, t)")
+    with pytest.raises(NndslError) as info:
+        model.run(t=1)
+    assert "-i" not in info.value.render() and "--data" not in info.value.render()
+    assert info.value.render(hint=True).splitlines()[0].endswith("(give it with -i x=VALUE or --data)")
+
+
+def test_misspelt_or_extra_parameters_are_errors():
+    model = nndsl.compile(MODEL)
+    params = model.init()
+    with pytest.raises(NndslError) as info:
+        model.run({**params, "W": np.zeros(2)}, x=[1, 2])
+    assert info.value.message == ("parameters has a value for 'W', which is not a parameter of the model; did you "
+                                  "mean 'w'? (parameters: w, b)")
+    with pytest.raises(NndslError, match="has no value for parameter 'b'"):
+        model.run({"w": params["w"]}, x=[1, 2])
+
+
+def test_scalar_results_are_0d_arrays():
+    model = nndsl.compile(MODEL)
+    _, grads = model.grad(**model.default_data())
+    assert isinstance(grads["b"], np.ndarray) and grads["b"].shape == ()
+    params, _ = model.train(epochs=2)
+    assert isinstance(params["b"], np.ndarray) and params["b"].shape == ()
+    assert isinstance(model.init()["b"], np.ndarray)
+
+
+@pytest.mark.parametrize("name", ["params", "wrt", "inputs", "vector", "self", "dims"])
+def test_inputs_named_like_api_arguments(name, tmp_path, capsys):
+    """Any legal input name works through inputs={...}, and from the command line."""
+    source = f"input {name}\nparam a = 2\nloss L = (a {name} - 1)^2\ndata {name} = [1, 2]\n"
+    model = nndsl.compile(source, dtype="float64")
+    data = {name: np.array([1.0, 2.0])}
+    assert model.run(inputs=data)["L"].tolist() == [1.0, 9.0]
+    loss, grads = model.grad(inputs=data)
+    assert loss == 5.0 and float(grads["a"]) == pytest.approx((2 * 1 * 1 + 2 * 3 * 2) / 2)
+    loss, grads = model.grad(wrt=[name], inputs=data)
+    assert grads[name].shape == (2,)
+    assert model.loss(inputs=data) == 5.0
+    assert float(model.hvp(None, {"a": np.array(1.0)}, inputs=data)["a"]) == pytest.approx((2 * 1 + 2 * 4) / 2)
+    path = tmp_path / "m.nn"
+    path.write_text(source)
+    for command in (["run"], ["grad"], ["grad", "--wrt", name], ["check"], ["train", "-q", "--epochs", "1",
+                                                                            "-o", str(tmp_path / "p.npz")]):
+        assert main([command[0], str(path), *command[1:]]) == 0, command
+    capsys.readouterr()
+
+
+def test_an_input_given_twice_is_an_error():
+    model = nndsl.compile(MODEL)
+    with pytest.raises(NndslError, match="input 'x' is given twice"):
+        model.run(x=[1, 2], inputs={"x": [1, 2]})
+
+
+def test_hvp_needs_parameters():
+    model = nndsl.compile("input x\ninput t\nloss L = mse(x, t)\n")
+    with pytest.raises(NndslError, match="the model has no parameters"):
+        model.hvp(None, {}, x=[1.0], t=[2.0])
+
+
+def test_grad_without_parameters_names_what_is_missing():
+    model = nndsl.compile("input x\ninput t\nloss L = mse(x, t)\n")
+    with pytest.raises(NndslError, match="the model has no parameters, and wrt names no input"):
+        model.grad(x=[1.0], t=[2.0])
+    _, grads = model.grad(wrt=["x"], x=[1.0], t=[2.0])
+    assert grads["x"].tolist() == [-2.0]
+
+
+# ---- no array handed out is shared with the model ---------------------------------------------------
+def test_default_data_is_the_callers_own():
+    model = nndsl.compile(MODEL)
+    data = model.default_data()
+    data["x"] += 100
+    assert model.default_data()["x"].tolist() == [[0, 1], [1, 0]]
+
+
+def test_init_is_the_callers_own():
+    model = nndsl.compile(MODEL)
+    params = model.init()
+    params["w"] += 100
+    assert model.init()["w"].tolist() == [1, 2]
+
+
+def test_run_returns_no_view_of_inputs_or_parameters():
+    model = nndsl.compile("input x[2]\nparam W[2, 2]\noutput a = x\noutput b = W\noutput c = transpose(W)\n")
+    params = model.init()
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    out = model.run(params, x=x)
+    for value in out.values():
+        assert not np.shares_memory(value, x) and not np.shares_memory(value, params["W"])
+
+
+def test_hvp_and_loss_results_are_fresh():
+    model = nndsl.compile(MODEL, dtype="float64")
+    params, data = model.init(), model.default_data()
+    vector = {"w": np.ones(2), "b": np.array(1.0)}
+    first = model.hvp(params, vector, **data)
+    first["w"] += 5
+    again = model.hvp(params, vector, **data)
+    assert not np.array_equal(first["w"], again["w"])
