@@ -32,12 +32,40 @@ SEED_FORMULAS = [
 ]
 
 
-@pytest.mark.parametrize("formula", SEED_FORMULAS)
-def test_seed_formulas_compile_as_written(formula):
+def relu(z):
+    return np.maximum(z, 0)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+# The same formulas written with NumPy on a batch of rows x [B, n] (a row times Wᵀ is W x).
+SEED_REFERENCES = [
+    lambda p, x: x @ p["W"].T,
+    lambda p, x: relu(x @ p["W1"].T) @ p["W2"].T,
+    lambda p, x: relu(relu(x @ p["W1"].T) @ p["W2"].T) @ p["W3"].T,
+    lambda p, x: np.tanh(relu(relu(x @ p["W1"].T) @ p["W2"].T) @ p["W3"].T) @ p["W4"].T,
+    lambda p, x: sigmoid(np.tanh(relu(relu(x @ p["W1"].T) @ p["W2"].T) @ p["W3"].T) @ p["W4"].T) @ p["W5"].T,
+    lambda p, x: x @ (p["W3"] @ p["W2"] @ p["W1"]).T,
+    lambda p, x: (x @ p["w"] + p["b"] > 0).astype(float),
+    lambda p, x: np.sign(x @ p["w"] + p["b"]),
+]
+
+
+@pytest.mark.parametrize("formula, reference", list(zip(SEED_FORMULAS, SEED_REFERENCES)), ids=SEED_FORMULAS)
+def test_seed_formulas_compile_as_written(formula, reference):
     model = nndsl.compile(DECLS + formula + "\n", dtype="float64")
-    x = np.random.default_rng(0).normal(size=(5, 3))
-    out = model.run(model.init(0), x=x)["f"]
-    assert out.shape[0] == 5 and np.all(np.isfinite(out))
+    rng = np.random.default_rng(0)
+    # random values everywhere (w and b start at zero, which would make step and sign constant)
+    params = {name: rng.normal(size=shape) for name, shape in model.param_shapes().items()}
+    x = rng.normal(size=(5, 3))
+    out = model.run(params, x=x)["f"]
+    expected = reference(params, x)
+    assert out.shape == expected.shape and out.shape[0] == 5
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    if "step" in formula or "sign" in formula:           # both sides of the threshold are seen
+        assert len(set(expected.tolist())) == 2
 
 
 def test_seed_mlp_matches_numpy():
@@ -118,10 +146,13 @@ def test_def_is_inlined_and_scoped():
 
 
 def test_scalars_scale_and_dims_are_numbers():
-    model = nndsl.compile("dim n = 4\ninput x[n]\ny = sum(x) / n\nz = 2 x\n", dtype="float64")
+    model = nndsl.compile("dim n = 4\ninput x[n]\noutput y = sum(x) / n\noutput z = 2 x\n", dtype="float64")
     out = model.run(None, x=np.arange(4.0))
-    assert out["y"] == 1.5 if "y" in out else True
-    assert model.run(None, x=np.arange(4.0))["z"].tolist() == [0, 2, 4, 6]
+    assert list(out) == ["y", "z"]
+    assert out["y"] == 1.5                          # (0 + 1 + 2 + 3) / 4: the dim is the number 4
+    assert out["z"].tolist() == [0, 2, 4, 6]        # a scalar times a vector scales it
+    wider = nndsl.compile("dim n = 4\ninput x[n]\noutput y = sum(x) / n\n", dims={"n": 5}, dtype="float64")
+    assert wider.run(None, x=np.arange(5.0))["y"] == 2.0     # --set n=5 changes the number too
 
 
 def test_outputs_default_to_the_last_binding_and_can_be_declared():
@@ -262,4 +293,4 @@ def test_values_on_the_command_line(tmp_path):
     (tmp_path / "x.csv").write_text("1,2,3,4\n5,6,7,8\n")
     assert m.parse_value("x", "[[0, 1], [1, -0.5]]").tolist() == [[0, 1], [1, -0.5]]
     assert m.parse_value("x", str(tmp_path / "x.npy")).tolist() == [[1, 0], [0, 1]]
-    assert m.parse_value("x", str(tmp_path / "x.csv")).shape == (2, 2, 2)
+    assert m.parse_value("x", str(tmp_path / "x.csv")).tolist() == [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]

@@ -2,6 +2,7 @@
 trainable ones actually learn with their declared initialisers."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,17 +82,25 @@ def test_forward_is_finite(path):
 
 
 @pytest.mark.parametrize("path", WITH_LOSS, ids=lambda p: p.name)
-def test_gradients_are_finite(path, capsys):
+def test_gradients_are_finite(path, capsys, tmp_path):
     model = nndsl.load(path)
     params = model.init(seed=0)
-    loss, grads = model.grad(params, **data_for(model))
+    data = data_for(model)
+    loss, grads = model.grad(params, **data)
     assert np.isfinite(loss)
-    assert set(grads) == set(params)
+    assert set(grads) == set(params) and grads
     for name, g in grads.items():
         assert g.shape == params[name].shape
         assert np.all(np.isfinite(g)), name
-    if model.default_data().keys() == model.inputs.keys():
-        assert main(["grad", str(path)]) == 0, capsys.readouterr().err
+    # the command, given the same data in a file, computes the same
+    np.savez(tmp_path / "d.npz", **data)
+    assert main(["grad", str(path), "--data", str(tmp_path / "d.npz"), "--format", "json"]) == 0, \
+        capsys.readouterr().err
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["loss"] == pytest.approx(loss, rel=1e-6)
+    assert doc["gradients"].keys() == grads.keys()
+    for name, g in grads.items():
+        np.testing.assert_allclose(doc["gradients"][name], g, rtol=1e-6, atol=1e-7)
 
 
 # ---- specific models -------------------------------------------------------------------------
