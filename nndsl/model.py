@@ -278,7 +278,7 @@ class Model:
         except NndslError as err:
             raise err.located(self.filename, self.program.source) from None
         if single:
-            values = [v[0] if graph.nodes[t]["batched"] else v for t, v in zip(targets, values)]
+            values = [np.asarray(v[0]) if graph.nodes[t]["batched"] else v for t, v in zip(targets, values)]
         return values
 
     def values(self, graph, targets: list, params: dict | None, data: dict) -> dict:

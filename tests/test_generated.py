@@ -739,13 +739,14 @@ def test_generated_program_matches_torch(seed):
         raise AssertionError(f"generated program {seed} (batch {program.batch}) fails:\n{program.source}") from err
 
 
-@pytest.mark.xfail(strict=True, reason="nndsl bug: for one sample, a per-sample scalar comes back from run "
-                   "(and grad, for a scalar input) as a NumPy scalar, not the ndarray SPEC section 8 promises; "
-                   "seen in the results of the generated programs that feed one sample")
 def test_one_sample_results_are_arrays():
-    model = nndsl.compile("input x\noutput y = 2 x\n")
-    assert isinstance(model.run(None, x=[1.0])["y"], np.ndarray)         # a batch of one: an array
-    assert isinstance(model.run(None, x=1.0)["y"], np.ndarray)           # one sample: np.float32
+    """For one sample, a per-sample scalar comes back as a 0-d array, as SPEC section 8 promises
+    (found by the generated programs that feed one sample)."""
+    model = nndsl.compile("input x\noutput y = 2 x\nloss L = (y - 1)^2\n")
+    assert isinstance(model.run(None, x=[1.0])["y"], np.ndarray)         # a batch of one
+    assert isinstance(model.run(None, x=1.0)["y"], np.ndarray)           # one sample
+    assert isinstance(model.run(None, x=1.0)["L"], np.ndarray)
+    assert isinstance(model.grad(None, wrt=["x"], x=1.0)[1]["x"], np.ndarray)
 
 
 def test_every_builtin_and_loss_is_generated():
