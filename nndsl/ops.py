@@ -51,6 +51,7 @@ class Op:
     shape: Callable                       # (*arg_shapes) -> shape, or raise ShapeError
     forward: Callable                     # elementwise: (*arrays); otherwise (info, *arrays)
     vjp: tuple | Callable | None = None   # per argument: (d, g, out, *args) -> node, or None
+    vjp_at: Callable | None = None        # variadic ops: position -> that argument's rule
     elementwise: bool = False             # broadcasts its operands (NumPy rules, per sample)
     kernel_factory: Callable | None = None  # (info) -> (*arrays) -> array, when shape-dependent
     symbol: str | None = None             # infix spelling for printing
@@ -73,6 +74,7 @@ class Op:
     # Non-differentiable points: (*argument values) -> how far each element is from a kink (0 at
     # it), where the derivative is not defined and finite differences cannot confirm any rule.
     kink: Callable | None = None
+    attrs: tuple = ()                     # static attributes its shape rule and kernel read
     leaf: bool = False                    # fed from outside at run time: inputs and parameters
     look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
 
@@ -80,6 +82,8 @@ class Op:
         """The gradient rule for argument `position`; None means no gradient flows there."""
         if not self.differentiable:
             return None
+        if self.vjp_at is not None:
+            return self.vjp_at(position)
         if self.vjp is None:
             raise LookupError(self.name)
         if callable(self.vjp):
@@ -290,6 +294,145 @@ def batch_size_kernel(info: KernelInfo):
 def const_kernel(info: KernelInfo):
     value = np.asarray(info.attrs["value"], dtype=info.dtype)
     return lambda: value
+
+
+# ---- indexing and joining -------------------------------------------------------------------
+# An index's subscripts are a node attribute written as in the source, `[0]`, `[:, 1:3]`,
+# `[-1]`: text exports to every format as it is, and reads back here.
+def subscripts_of(text: str) -> tuple:
+    """`[:, 1:3, -1]` -> (slice(None, None), slice(1, 3), -1)."""
+    out = []
+    for part in text.strip()[1:-1].split(","):
+        part = part.strip()
+        if ":" in part:
+            start, stop = (int(p) if p.strip() else None for p in part.split(":"))
+            out.append(slice(start, stop))
+        else:
+            out.append(int(part))
+    return tuple(out)
+
+
+def subscripts_text(subscripts) -> str:
+    """The inverse of subscripts_of, in canonical form."""
+    def one(s):
+        if isinstance(s, slice):
+            return f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
+        return str(s)
+    return "[" + ", ".join(one(s) for s in subscripts) + "]"
+
+
+def index_shape(x: Shape, subscripts: str) -> Shape:
+    subs = subscripts_of(subscripts)
+    if len(subs) > len(x):
+        raise ShapeError(f"{len(subs)} subscript{'s' * (len(subs) != 1)} for a value of shape {fmt_shape(x)}, "
+                         f"which has {len(x)} ax{'es' if len(x) != 1 else 'is'}")
+    out = []
+    for axis, (size, s) in enumerate(zip(x, subs)):
+        if isinstance(s, slice):
+            kept = len(range(size)[s])
+            if kept == 0:
+                raise ShapeError(f"{subscripts_text([s])[1:-1]} selects nothing of axis {axis}, which has size {size}")
+            out.append(kept)
+        elif not -size <= s < size:
+            raise ShapeError(f"index {s} is out of range for axis {axis}, which has size {size}")
+    return tuple(out) + tuple(x[len(subs):])
+
+
+def index_kernel(info: KernelInfo):
+    subs = subscripts_of(info.attrs["subscripts"])
+    key = (slice(None),) + subs if info.arg_batched[0] else subs
+    return lambda x: x[key]
+
+
+def index_grad_kernel(info: KernelInfo):
+    """Scatters the gradient of an index into zeros shaped like the indexed value."""
+    subs = subscripts_of(info.attrs["subscripts"])
+    shape, dtype = info.shape, info.dtype
+
+    g_batched = info.arg_batched[0]
+
+    def fn(g, x):
+        if not info.batched:
+            out = np.zeros(shape, dtype=dtype)
+            out[subs] = g
+            return out
+        out = np.zeros(((g if g_batched else x).shape[0],) + shape, dtype=dtype)
+        out[(slice(None),) + subs] = g
+        return out
+    return fn
+
+
+def concat_shape(*shapes: Shape) -> Shape:
+    if any(len(s) == 0 for s in shapes):
+        raise ShapeError("joins vectors or higher-rank tensors along their last axis, not scalars: "
+                         + ", ".join(fmt_shape(s) for s in shapes))
+    if len({s[:-1] for s in shapes}) > 1:
+        raise ShapeError("all but the last axis must agree: " + ", ".join(fmt_shape(s) for s in shapes))
+    return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+
+
+def concat_kernel(info: KernelInfo):
+    def fn(*xs):
+        if info.batched:
+            size = next(len(x) for x, b in zip(xs, info.arg_batched) if b)
+            xs = [x if b else np.broadcast_to(x, (size,) + x.shape) for x, b in zip(xs, info.arg_batched)]
+        return np.concatenate(xs, axis=-1)
+    return fn
+
+
+def concat_grad(position: int):
+    """The gradient of concat for argument `position`: its columns of g."""
+    def rule(d, g, out, *xs):
+        sizes = [d.shape(x)[-1] for x in xs]
+        start = sum(sizes[:position])
+        lead = ":, " * (len(d.shape(out)) - 1)
+        return d.index(g, subscripts=f"[{lead}{start}:{start + sizes[position]}]")
+    return rule
+
+
+def argmax_fwd(info, x):
+    return np.argmax(x, axis=-1).astype(info.dtype)
+
+
+def onnx_index(e, x):
+    subs = subscripts_of(e.attrs["subscripts"])
+    offset = 1 if e.arg_batched[0] else 0
+    slices = [(offset + axis, s) for axis, s in enumerate(subs) if isinstance(s, slice)]
+    if slices:
+        big = np.iinfo(np.int64).max
+        x = e("Slice", x, e.ints([0 if s.start is None else s.start for _, s in slices]),
+              e.ints([big if s.stop is None else s.stop for _, s in slices]), e.ints([a for a, _ in slices]))
+    for axis, s in reversed([(offset + axis, s) for axis, s in enumerate(subs) if not isinstance(s, slice)]):
+        x = e("Gather", x, e.const(s, dtype=np.int64), axis=axis)
+    return x
+
+
+def onnx_index_grad(e, g, x):
+    subs = subscripts_of(e.attrs["subscripts"])
+    shape = e.shape
+    offset = 1 if e.arg_batched[0] else 0
+    dropped = [offset + axis for axis, s in enumerate(subs) if not isinstance(s, slice)]
+    if dropped:
+        g = e.unsqueeze(g, dropped)
+    before, after = [0] * (offset + len(shape)), [0] * (offset + len(shape))
+    for axis, (size, s) in enumerate(zip(shape, subs)):
+        kept = range(size)[s] if isinstance(s, slice) else range(size)[s:s + 1 or None]
+        before[offset + axis], after[offset + axis] = kept[0], size - kept[-1] - 1
+    out = e("Pad", g, e.ints(before + after))
+    return e("Expand", out, e("Shape", x)) if e.batched and not offset else out
+
+
+def onnx_concat(e, *xs):
+    if e.batched:
+        ref = next(x for x, b in zip(xs, e.arg_batched) if b)
+        batch = e("Slice", e("Shape", ref), e.ints([0]), e.ints([1]))
+        xs = [x if b else e("Expand", x, e("Concat", batch, e.ints(shape), axis=0))
+              for x, b, shape in zip(xs, e.arg_batched, e.arg_shapes)]
+    return e("Concat", *xs, axis=-1)
+
+
+def onnx_argmax(e, x):
+    return e.cast(e("ArgMax", x, axis=-1, keepdims=0))
 
 
 # ---- numerics ----------------------------------------------------------------------------
@@ -736,6 +879,21 @@ defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_ke
       batch_reducible=True, reduces_batch=True,
       vjp=(lambda d, g, out, a, b: d.matmul(g, b),
            lambda d, g, out, a, b: d.matmul(a, g)))
+
+# indexing and joining
+defop("index", arity=1, attrs=("subscripts",), shape=index_shape, forward=None, kernel_factory=index_kernel,
+      callable=False, onnx=onnx_index, batch_reducible=False,
+      doc="x[i], x[a:b], W[:, j]: per-sample axes indexed and sliced by integer constants, as in NumPy",
+      vjp=(lambda d, g, out, x: d.index_grad(g, x, subscripts=d.attr(out, "subscripts")),))
+defop("index_grad", arity=2, attrs=("subscripts",), shape=lambda g, x, subscripts: x, forward=None,
+      kernel_factory=index_grad_kernel, callable=False, onnx=onnx_index_grad,
+      doc="the gradient of an index: g scattered into zeros shaped like the indexed value",
+      vjp=(lambda d, g, out, gin, x: d.index(g, subscripts=d.attr(out, "subscripts")), None))
+defop("concat", arity=None, shape=concat_shape, forward=None, kernel_factory=concat_kernel, onnx=onnx_concat,
+      doc="concat(a, b, ...): joined along the last axis",
+      vjp_at=concat_grad)
+defop("argmax", arity=1, shape=lambda x: at_least_vector(x)[:-1], forward=argmax_fwd, onnx=onnx_argmax,
+      differentiable=False, doc="the index of the largest element along the last axis, as a number; no gradient")
 
 # plumbing the differentiator and the batch need
 defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel, callable=False, reduces_batch=True,

@@ -13,8 +13,11 @@ from lark.lark import PostLex
 from . import syntax as S
 from .errors import NndslError, Span, file_error
 
-OPENERS = {"LPAR", "LSQB"}
+OPENERS = {"LPAR", "LSQB", "_INDEX_LSQB"}
 CLOSERS = {"RPAR", "RSQB"}
+# After these a `[` starts an index, as in Python (SPEC section 3): a name, a call's `)`, a
+# parenthesised group's `)`, an index's `]`, and `ᵀ`.
+INDEXABLE = {"NAME", "RPAR", "TRANSPOSE"}
 
 
 def grammar_text() -> str:
@@ -26,24 +29,29 @@ def grammar_text() -> str:
 
 
 class BracketNewlines(PostLex):
-    """Drops newlines inside ( ) and [ ] so an expression may continue; ends the file with one."""
+    """Drops newlines inside ( ) and [ ] so an expression may continue; tells an index's `[`
+    (_INDEX_LSQB) from an array literal's; ends the file with a newline."""
 
-    always_accept = ("_NL",)
+    always_accept = ("_NL", "LSQB")
 
     def __init__(self):
         self.history: list[Token] = []
 
     def process(self, stream):
-        depth = 0
+        brackets = []                   # the open brackets' types, innermost last
         last = None
+        closed_index = False            # whether `last` is the `]` of an index
         self.history = []
         for tok in stream:
-            if tok.type == "_NL" and depth > 0:
+            if tok.type == "_NL" and brackets:
                 continue
+            if tok.type == "LSQB" and last is not None and (last.type in INDEXABLE or closed_index):
+                tok = Token.new_borrow_pos("_INDEX_LSQB", tok.value, tok)
+            closed_index = False
             if tok.type in OPENERS:
-                depth += 1
-            elif tok.type in CLOSERS:
-                depth = max(0, depth - 1)
+                brackets.append(tok.type)
+            elif tok.type in CLOSERS and brackets:
+                closed_index = brackets.pop() == "_INDEX_LSQB"
             self.history.append(tok)
             last = tok
             yield tok
@@ -119,6 +127,23 @@ class ToSyntax(Transformer_NonRecursive):
 
     def neg(self, meta, minus, operand):
         return S.Unary("neg", operand, span_of(meta))
+
+    def transpose(self, meta, operand, mark):
+        return S.Unary("transpose", operand, span_of(meta))
+
+    def superscript(self, meta, base, mark):
+        exponent = unicodedata.normalize("NFKC", str(mark)).replace("\u2212", "-")
+        return S.Binary("pow", base, S.Number(float(exponent), exponent, span_of(mark)), span_of(meta), str(mark))
+
+    def index(self, meta, operand, *subscripts):
+        return S.Index(operand, subscripts, span_of(meta))
+
+    def at(self, meta, number):
+        return S.At(parse_index(number), span_of(meta))
+
+    def slice(self, meta, start, stop):
+        return S.Slice(None if start is None else parse_index(start), None if stop is None else parse_index(stop),
+                       span_of(meta))
 
     def _binary(op):
         def build(self, meta, left, *rest):
@@ -208,6 +233,12 @@ class ToSyntax(Transformer_NonRecursive):
 
     def value(self, meta, expr):
         return expr
+
+
+def parse_index(number: S.Number) -> int:
+    if number.value != int(number.value) or not number.text.lstrip("-").isdigit():
+        raise NndslError(f"an index is a whole number, not {number.text}", number.span)
+    return int(number.value)
 
 
 def parse_int(tok: Token, what: str) -> int:
