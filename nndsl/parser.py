@@ -258,6 +258,23 @@ TOKEN_WORDS = {
 EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR", "LSQB", "MINUS"}
 
 
+# Symbols from slides that nndsl does not take, and what to write instead (SPEC section 3).
+SLIDE_SYMBOLS = {
+    "×": "write * for the elementwise product, or · (or juxtaposition) for the matrix product",
+    "∑": "write sum(...)",
+    "∏": "nndsl has no product over elements; write the factors out with *",
+    "÷": "write /",
+    "√": "write sqrt(...)",
+    "½": "write 0.5", "⅓": "write 1/3", "¼": "write 0.25", "¾": "write 0.75",
+    "∘": "write ⊙ (or *) for the elementwise product",
+    "∗": "write * for the elementwise product",
+    "⊗": "write outer products as a matrix product of a column and a row, or use *",
+    "≔": "write =",
+    "←": "write =",
+    "ᵗ": "write ᵀ (U+1D40) or transpose(...)",
+}
+
+
 def describe(tok: Token) -> str:
     if tok.type == "$END":
         return "end of file"
@@ -295,6 +312,8 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
         span = Span(err.line, err.column, err.line, err.column + 1)
         if ch == "\"":
             return NndslError("unterminated string", span)
+        if ch in SLIDE_SYMBOLS:
+            return NndslError(f"'{ch}' is not nndsl notation: {SLIDE_SYMBOLS[ch]}", span)
         return NndslError(f"unexpected character {ch!r} (U+{ord(ch):04X})" if ch else "unexpected character", span)
     tok = err.token if isinstance(err, UnexpectedToken) else None
     expected = set(getattr(err, "expected", ()) or ())
@@ -320,6 +339,12 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
     want = expectation(expected)
     if prev is not None and str(prev) in KEYWORDS and tok.type in ("EQUAL", "LPAR"):
         return NndslError(f"'{prev}' is a reserved word and cannot be a name", span_of(prev))
+    call = unclosed_bracket(history, tok)
+    if tok.type == "EQUAL" and prev is not None and prev.type == "NAME" and call is not None and call.type == "LPAR":
+        function = history[history.index(call) - 1] if history.index(call) else None
+        if function is not None and function.type == "NAME":
+            return NndslError(f"{function}() takes no keyword arguments: give its arguments by position "
+                              f"(`{prev} =` is not nndsl notation)", union(span_of(prev), span_of(tok)))
     if prev is not None and prev.type != "_NL" and want == "an expression":
         return NndslError(f"expected an expression after '{prev}', found {describe(tok)}", span)
     if tok.type in CLOSERS and unclosed_bracket(history, tok) is None:
