@@ -117,8 +117,13 @@ def cmd_run(args) -> int:
     model = load_model(args)
     params = load_params(model, args)
     data = gather_data(model, args)
-    results = model.run(params, inputs=data)
-    nodes = {**model.outputs, **({model.loss_name: model.lowered.loss[1]} if model.loss_name in results else {})}
+    show = None
+    if args.show is not None:
+        show = [n.strip() for n in args.show.split(",") if n.strip()]
+        if not show:
+            raise NndslError(f"--show {args.show!r}: name values of the model, separated by commas")
+    results = model.run(params, show=show, inputs=data)
+    nodes = {name: model.lowered.named.get(name, model.outputs.get(name)) for name in results}
     warn_nonfinite(model, results, model.graph, list(nodes.values()), params, data)
     loss_name = model.loss_name if model.loss_name in results and model.loss_name not in model.outputs else None
     outputs = {k: v for k, v in results.items() if k != loss_name}
@@ -169,6 +174,11 @@ def cmd_grad(args) -> int:
         wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
         if not wrt:
             raise NndslError(f"--wrt {args.wrt!r}: name parameters or inputs, separated by commas")
+    if args.check:
+        inner = [n for n in wrt or () if n not in model.params and n not in model.inputs]
+        if inner:
+            raise NndslError(f"--check perturbs parameters and inputs; '{inner[0]}' is a value computed from them, "
+                             "whose gradient is shown without a check")
     loss, grads = model.grad(params, wrt=wrt, inputs=data)
     if args.output:
         save_npz(args.output, grads)
@@ -193,12 +203,13 @@ def cmd_grad(args) -> int:
     rows = []
     for name, g in grads.items():
         g = np.asarray(g)
-        row = [name, fmt_shape(g.shape), f"{np.linalg.norm(g):.6g}", f"{g.min():.6g}", f"{g.max():.6g}"]
+        row = [name, fmt_shape(g.shape), f"{np.linalg.norm(g):.6g}", f"{g.min():.6g}", f"{g.max():.6g}",
+               values_text(g)]
         if args.check:
             c = checks[name]
             row.append((c.problem if c.problem else f"{c.error:.2e}") + ("  FAIL" if c.failed(tol) else ""))
         rows.append(tuple(row))
-    header = ("gradient", "shape", "norm", "min", "max") + (("max rel. error",) if args.check else ())
+    header = ("gradient", "shape", "norm", "min", "max", "values") + (("max rel. error",) if args.check else ())
     print(table(rows, header, right=(2, 3, 4)))
     if args.check:
         print(f"gradient check {'FAILED' if failed else 'passed'}: tolerance {tol:g} "
@@ -208,6 +219,18 @@ def cmd_grad(args) -> int:
     if args.output:
         print(f"wrote {args.output}")
     return 1 if failed else 0
+
+
+def values_text(value, most: int = 16) -> str:
+    """The values of a small array on one line (`[0.25, -0.5]`), for comparing with a hand
+    computation; "" for arrays of more than `most` elements."""
+    value = np.asarray(value)
+    if value.size > most:
+        return ""
+    if value.ndim == 0:
+        return f"{float(value):.6g}"
+    return np.array2string(value, separator=", ", max_line_width=10**6,
+                           formatter={"float_kind": lambda v: f"{v:.6g}"}).replace("\n", "")
 
 
 def warn_nonfinite(model: Model, results: dict, graph, targets: list, params: dict, data: dict) -> None:
@@ -366,11 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("run", parents=[common, data], help="evaluate the outputs (and the loss)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--show", metavar="NAME,...", help="also print these named values (hidden layers, say)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, one array per name")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("grad", parents=[common, data], help="the batch-mean loss and its gradients")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--wrt", metavar="NAME,...", help="parameters or inputs (default: every parameter)")
+    p.add_argument("--wrt", metavar="NAME,...", help="parameters, inputs or any named value, such as a hidden "
+                   "layer's δ (default: every parameter)")
     p.add_argument("--check", action="store_true", help="compare with central finite differences (float64)")
     p.add_argument("--tol", type=float, help="--check tolerance on max relative error (1e-5)")
     p.add_argument("--samples", type=int, default=200, help="--check: elements checked per tensor at most (200)")
