@@ -56,7 +56,10 @@ class Op:
     kernel_factory: Callable | None = None  # (info) -> (*arrays) -> array, when shape-dependent
     symbol: str | None = None             # infix spelling for printing
     callable: bool = True                 # can be called by name from a .nn file
-    doc: str = ""
+    doc: str = ""                         # one line: what it computes
+    signature: str = ""                   # how a .nn file calls it: `leaky_relu(z, slope)`
+    formula: str = ""                     # the value, per element or per sample
+    derivative: str = ""                  # the gradient rule in words, with its kink rule
     stable: dict = field(default_factory=dict)   # {inner op of arg 0: fused op}, see rewrite pass
     onnx: Callable | None = None          # (e, *value names) -> value name: see nndsl.export_onnx
     differentiable: bool = True           # False: gradient is zero everywhere (step, sign, ...)
