@@ -99,12 +99,20 @@ def cmd_check(args) -> int:
     model = load_model(args)
     rows = []
     total = 0
+    values = []
     for name, node in model.lowered.named.items():
         attrs = model.graph.nodes[node]
         count = int(np.prod(attrs["shape"])) if attrs["op"] == "param" else 0
         total += count
         role = "loss" if name == model.loss_name else "output" if name in model.outputs else ""
         rows.append((name, attrs["op"], fmt_shape(attrs["shape"]), f"{count:,}" if count else "-", role))
+        values.append({"name": name, "op": attrs["op"], "shape": list(attrs["shape"]), "params": count,
+                       "role": role or None, "span": list(attrs["span"]) if attrs["span"] else None})
+    if args.format == "json":
+        doc = {"ok": True, "file": args.file, "model": model.name, "values": values, "parameters": total,
+               "train": model.train_settings().describe() if model.resolved.train is not None else None}
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
     print(f"model {model.name} ({args.file}): ok" if model.name else f"{args.file}: ok")
     print(table(rows, ("name", "op", "shape", "params", ""), right=(3,)))
     print(f"total parameters: {total:,}")
@@ -244,6 +252,12 @@ def warn_nonfinite(model: Model, results: dict, graph, targets: list, params: di
         print(note.render("note"), file=sys.stderr)
 
 
+def cmd_ops(args) -> int:
+    from .help import op_help, ops_listing
+    print(op_help(args.name) if args.name else ops_listing())
+    return 0
+
+
 def cmd_fmt(args) -> int:
     from .fmt import format_source, unified_diff
     from .parser import read_source
@@ -264,7 +278,10 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import BINARY_FORMATS, export, format_of
+    from .export import BINARY_FORMATS, FORMATS, export, format_of
+    named = format_of(args.output) if args.output and Path(args.output).suffix.lower().lstrip(".") in FORMATS else None
+    if args.format and named and named != args.format:
+        raise NndslError(f"-o {args.output} names the format {named}, but --format says {args.format}")
     fmt = args.format or format_of(args.output)
     if fmt in BINARY_FORMATS and not args.output:
         raise NndslError(f"--format {fmt} is binary: give an output file with -o FILE.{fmt}")
@@ -386,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", parents=[common], help="parse and shape-check; list named values")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="json: one document for editors and tools, errors included")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("run", parents=[common, data], help="evaluate the outputs (and the loss)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -436,12 +455,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fmt", parents=[common], help="rewrite FILE in the canonical style")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 (with a diff) if FILE would change")
     p.set_defaults(func=cmd_fmt)
+    p = sub.add_parser("ops", help="the built-in functions; `ops NAME`: one in full")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a function, such as relu or σ")
+    p.add_argument("--debug", action="store_true", help="show a Python traceback on errors")
+    p.set_defaults(func=cmd_ops, seed=0, file=None, format=None)
+    parser.commands = sub.choices           # name -> its parser, for errors in its own words
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:                            # the command's own usage, not the top level's
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     # Overflow to inf and nan are results the command prints, not warnings to interleave.
     previous = np.seterr(all="ignore")
     try:
@@ -453,7 +479,13 @@ def main(argv=None) -> int:
     except NndslError as err:
         if args.debug:
             traceback.print_exc()
-        print(err.render(hint=True), file=sys.stderr)
+        if args.command == "check" and args.format == "json":
+            span = err.span.as_tuple() if err.span else None
+            print(json.dumps({"ok": False, "file": args.file, "error": {
+                "file": err.filename, "span": list(span) if span else None, "message": err.message,
+                "text": err.render(hint=True)}}, ensure_ascii=False))
+        else:
+            print(err.render(hint=True), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nndsl: interrupted", file=sys.stderr)
