@@ -29,13 +29,18 @@ class RuleBuilder:
             raise AttributeError(opname)
         return lambda *args, **kw: self.apply(opname, *args, **kw)
 
-    def apply(self, opname, *args, like=None):
-        # Node ids are ints; a float is a constant (so rules write 1.0, never 1).
+    def apply(self, opname, *args, like=None, **attrs):
+        # Node ids are ints; a float is a constant (so rules write 1.0, never 1). `attrs` are the
+        # op's static attributes (`subscripts` of an index).
         args = [self.const(a) if isinstance(a, float) else a for a in args]
         extra = {}
         if like is not None:
             extra = dict(shape=self.shape(like), batched=self.builder.graph.nodes[like]["batched"])
-        return self.builder.add(opname, *args, span=self.span, **self.where, **extra)
+        return self.builder.add(opname, *args, span=self.span, **self.where, **extra, **attrs)
+
+    def attr(self, node, name: str):
+        """A static attribute of a forward node (an index's `subscripts`)."""
+        return self.builder.graph.nodes[node][name]
 
     def const(self, value):
         return self.builder.const(value, span=self.span, **self.where)

@@ -99,12 +99,20 @@ def cmd_check(args) -> int:
     model = load_model(args)
     rows = []
     total = 0
+    values = []
     for name, node in model.lowered.named.items():
         attrs = model.graph.nodes[node]
         count = int(np.prod(attrs["shape"])) if attrs["op"] == "param" else 0
         total += count
         role = "loss" if name == model.loss_name else "output" if name in model.outputs else ""
         rows.append((name, attrs["op"], fmt_shape(attrs["shape"]), f"{count:,}" if count else "-", role))
+        values.append({"name": name, "op": attrs["op"], "shape": list(attrs["shape"]), "params": count,
+                       "role": role or None, "span": list(attrs["span"]) if attrs["span"] else None})
+    if args.format == "json":
+        doc = {"ok": True, "file": args.file, "model": model.name, "values": values, "parameters": total,
+               "train": model.train_settings().describe() if model.resolved.train is not None else None}
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
     print(f"model {model.name} ({args.file}): ok" if model.name else f"{args.file}: ok")
     print(table(rows, ("name", "op", "shape", "params", ""), right=(3,)))
     print(f"total parameters: {total:,}")
@@ -117,8 +125,13 @@ def cmd_run(args) -> int:
     model = load_model(args)
     params = load_params(model, args)
     data = gather_data(model, args)
-    results = model.run(params, inputs=data)
-    nodes = {**model.outputs, **({model.loss_name: model.lowered.loss[1]} if model.loss_name in results else {})}
+    show = None
+    if args.show is not None:
+        show = [n.strip() for n in args.show.split(",") if n.strip()]
+        if not show:
+            raise NndslError(f"--show {args.show!r}: name values of the model, separated by commas")
+    results = model.run(params, show=show, inputs=data)
+    nodes = {name: model.lowered.named.get(name, model.outputs.get(name)) for name in results}
     warn_nonfinite(model, results, model.graph, list(nodes.values()), params, data)
     loss_name = model.loss_name if model.loss_name in results and model.loss_name not in model.outputs else None
     outputs = {k: v for k, v in results.items() if k != loss_name}
@@ -169,6 +182,11 @@ def cmd_grad(args) -> int:
         wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
         if not wrt:
             raise NndslError(f"--wrt {args.wrt!r}: name parameters or inputs, separated by commas")
+    if args.check:
+        inner = [n for n in wrt or () if n not in model.params and n not in model.inputs]
+        if inner:
+            raise NndslError(f"--check perturbs parameters and inputs; '{inner[0]}' is a value computed from them, "
+                             "whose gradient is shown without a check")
     loss, grads = model.grad(params, wrt=wrt, inputs=data)
     if args.output:
         save_npz(args.output, grads)
@@ -193,12 +211,13 @@ def cmd_grad(args) -> int:
     rows = []
     for name, g in grads.items():
         g = np.asarray(g)
-        row = [name, fmt_shape(g.shape), f"{np.linalg.norm(g):.6g}", f"{g.min():.6g}", f"{g.max():.6g}"]
+        row = [name, fmt_shape(g.shape), f"{np.linalg.norm(g):.6g}", f"{g.min():.6g}", f"{g.max():.6g}",
+               values_text(g)]
         if args.check:
             c = checks[name]
             row.append((c.problem if c.problem else f"{c.error:.2e}") + ("  FAIL" if c.failed(tol) else ""))
         rows.append(tuple(row))
-    header = ("gradient", "shape", "norm", "min", "max") + (("max rel. error",) if args.check else ())
+    header = ("gradient", "shape", "norm", "min", "max", "values") + (("max rel. error",) if args.check else ())
     print(table(rows, header, right=(2, 3, 4)))
     if args.check:
         print(f"gradient check {'FAILED' if failed else 'passed'}: tolerance {tol:g} "
@@ -210,6 +229,18 @@ def cmd_grad(args) -> int:
     return 1 if failed else 0
 
 
+def values_text(value, most: int = 16) -> str:
+    """The values of a small array on one line (`[0.25, -0.5]`), for comparing with a hand
+    computation; "" for arrays of more than `most` elements."""
+    value = np.asarray(value)
+    if value.size > most:
+        return ""
+    if value.ndim == 0:
+        return f"{float(value):.6g}"
+    return np.array2string(value, separator=", ", max_line_width=10**6,
+                           formatter={"float_kind": lambda v: f"{v:.6g}"}).replace("\n", "")
+
+
 def warn_nonfinite(model: Model, results: dict, graph, targets: list, params: dict, data: dict) -> None:
     """On stderr: which results hold NaN or infinities, and where the first one arose."""
     bad = [name for name, value in results.items() if not np.all(np.isfinite(value))]
@@ -219,6 +250,12 @@ def warn_nonfinite(model: Model, results: dict, graph, targets: list, params: di
     note = model.nonfinite_origin(graph, targets, params, data)
     if note is not None:
         print(note.render("note"), file=sys.stderr)
+
+
+def cmd_ops(args) -> int:
+    from .help import op_help, ops_listing
+    print(op_help(args.name) if args.name else ops_listing())
+    return 0
 
 
 def cmd_fmt(args) -> int:
@@ -241,7 +278,10 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import BINARY_FORMATS, export, format_of
+    from .export import BINARY_FORMATS, FORMATS, export, format_of
+    named = format_of(args.output) if args.output and Path(args.output).suffix.lower().lstrip(".") in FORMATS else None
+    if args.format and named and named != args.format:
+        raise NndslError(f"-o {args.output} names the format {named}, but --format says {args.format}")
     fmt = args.format or format_of(args.output)
     if fmt in BINARY_FORMATS and not args.output:
         raise NndslError(f"--format {fmt} is binary: give an output file with -o FILE.{fmt}")
@@ -363,14 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", parents=[common], help="parse and shape-check; list named values")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="json: one document for editors and tools, errors included")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("run", parents=[common, data], help="evaluate the outputs (and the loss)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--show", metavar="NAME,...", help="also print these named values (hidden layers, say)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, one array per name")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("grad", parents=[common, data], help="the batch-mean loss and its gradients")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--wrt", metavar="NAME,...", help="parameters or inputs (default: every parameter)")
+    p.add_argument("--wrt", metavar="NAME,...", help="parameters, inputs or any named value, such as a hidden "
+                   "layer's δ (default: every parameter)")
     p.add_argument("--check", action="store_true", help="compare with central finite differences (float64)")
     p.add_argument("--tol", type=float, help="--check tolerance on max relative error (1e-5)")
     p.add_argument("--samples", type=int, default=200, help="--check: elements checked per tensor at most (200)")
@@ -411,12 +455,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fmt", parents=[common], help="rewrite FILE in the canonical style")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 (with a diff) if FILE would change")
     p.set_defaults(func=cmd_fmt)
+    p = sub.add_parser("ops", help="the built-in functions; `ops NAME`: one in full")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a function, such as relu or σ")
+    p.add_argument("--debug", action="store_true", help="show a Python traceback on errors")
+    p.set_defaults(func=cmd_ops, seed=0, file=None, format=None)
+    parser.commands = sub.choices           # name -> its parser, for errors in its own words
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:                            # the command's own usage, not the top level's
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     # Overflow to inf and nan are results the command prints, not warnings to interleave.
     previous = np.seterr(all="ignore")
     try:
@@ -428,7 +479,13 @@ def main(argv=None) -> int:
     except NndslError as err:
         if args.debug:
             traceback.print_exc()
-        print(err.render(hint=True), file=sys.stderr)
+        if args.command == "check" and args.format == "json":
+            span = err.span.as_tuple() if err.span else None
+            print(json.dumps({"ok": False, "file": args.file, "error": {
+                "file": err.filename, "span": list(span) if span else None, "message": err.message,
+                "text": err.render(hint=True)}}, ensure_ascii=False))
+        else:
+            print(err.render(hint=True), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nndsl: interrupted", file=sys.stderr)

@@ -47,12 +47,13 @@ import difflib
 from dataclasses import dataclass, field
 
 from . import syntax as S
+from .ops import subscripts_text
 from .parser import parse
 from .resolve import binding_statements
 
 # Precedence levels, loosest first (SPEC section 3). Atoms (names, numbers, calls, arrays,
 # parenthesised groups) are ATOM.
-SUM, PRODUCT, NEGATION, MATMUL, POWER, ATOM = 1, 2, 3, 4, 5, 6
+SUM, PRODUCT, NEGATION, MATMUL, POWER, POSTFIX, ATOM = 1, 2, 3, 4, 5, 6, 7
 LEVEL = {"add": SUM, "sub": SUM, "mul": PRODUCT, "div": PRODUCT, "matmul": MATMUL, "pow": POWER}
 # The level each operand must have to go without parentheses: (left, right). The exponent
 # of a power is special (see exponent_ok).
@@ -109,8 +110,22 @@ def level(e) -> int:
     if isinstance(e, S.Binary):
         return LEVEL[e.op]
     if isinstance(e, S.Unary):
-        return NEGATION
+        return POSTFIX if e.op == "transpose" else NEGATION
+    if isinstance(e, S.Index):
+        return POSTFIX
     return ATOM
+
+
+def superscript(e) -> bool:
+    """A power written with a superscript exponent, `x²`."""
+    return isinstance(e, S.Binary) and e.op == "pow" and e.symbol not in ("^", "**")
+
+
+def indexable(e) -> bool:
+    """Whether `e`, unparenthesised, may be followed by `[` of an index (grammar: `indexable`)."""
+    while isinstance(e, S.Unary) and e.op == "transpose":
+        e = e.operand
+    return isinstance(e, (S.Name, S.Call, S.Index))
 
 
 def exponent_ok(e) -> bool:
@@ -130,6 +145,8 @@ def analyse(expr, breaks: dict) -> set:
     wrapped: set = set()
     starts_paren: dict = {}
     ends_name: dict = {}
+    starts_array: dict = {}         # the text begins with an array literal's `[`
+    ends_index: dict = {}           # a `[` right after the text would start an index
     stack = [(expr, False)]
     while stack:
         e, done = stack.pop()
@@ -142,33 +159,46 @@ def analyse(expr, breaks: dict) -> set:
         if isinstance(e, S.Binary):
             left, right = e.left, e.right
             need_left, need_right = OPERANDS[e.op]
-            wrap_left = level(left) < need_left
+            wrap_left = level(left) < (POSTFIX if superscript(e) else need_left)
             wrap_right = not exponent_ok(right) if e.op == "pow" else level(right) < need_right
             if (e.op == "matmul" and e.symbol == "" and not wrap_left and ends_name[id(left)]
                     and (wrap_right or starts_paren[id(right)])):
                 wrap_left = True
+            if (e.op == "matmul" and e.symbol == "" and not wrap_right and starts_array[id(right)]
+                    and (wrap_left or ends_index[id(left)])):
+                wrap_right = True          # `W [1, 2]` would read as an index: `W ([1, 2])`
             if wrap_left:
                 wrapped.add(id(left))
             if wrap_right:
                 wrapped.add(id(right))
             starts_paren[key] = wrap_left or starts_paren[id(left)]
-            ends_name[key] = not wrap_right and ends_name[id(right)]
-        elif isinstance(e, S.Unary):
-            wrap = level(e.operand) < NEGATION
+            starts_array[key] = not wrap_left and starts_array[id(left)]
+            ends_name[key] = not superscript(e) and not wrap_right and ends_name[id(right)]
+            ends_index[key] = not superscript(e) and (wrap_right or ends_index[id(right)])
+        elif isinstance(e, (S.Unary, S.Index)):
+            postfix = isinstance(e, S.Index) or e.op == "transpose"
+            if isinstance(e, S.Index):
+                wrap = not indexable(e.operand)
+            else:
+                wrap = level(e.operand) < (POSTFIX if postfix else NEGATION)
             if wrap:
                 wrapped.add(id(e.operand))
-            starts_paren[key] = False
-            ends_name[key] = not wrap and ends_name[id(e.operand)]
+            starts_paren[key] = postfix and (wrap or starts_paren[id(e.operand)])
+            starts_array[key] = postfix and not wrap and starts_array[id(e.operand)]
+            ends_name[key] = not postfix and not wrap and ends_name[id(e.operand)]
+            ends_index[key] = postfix or wrap or ends_index[id(e.operand)]
         else:
             starts_paren[key] = False
+            starts_array[key] = isinstance(e, S.Array)
             ends_name[key] = isinstance(e, S.Name)
+            ends_index[key] = isinstance(e, (S.Name, S.Call))
             if isinstance(e, (S.Call, S.Array)):
                 for i in range(1, len(kids)):
                     before, after = kids[i - 1].span, kids[i].span
                     if after.line > before.end_line:
                         breaks[(key, i)] = Break(before.end_line, after.line)
         for k in kids:
-            del starts_paren[id(k)], ends_name[id(k)]
+            del starts_paren[id(k)], ends_name[id(k)], starts_array[id(k)], ends_index[id(k)]
     return wrapped
 
 
@@ -178,7 +208,7 @@ def expression_tokens(expr, wrapped: set, breaks: dict, tensors) -> list:
     stack: list = [expr]
     while stack:
         e = stack.pop()
-        if not isinstance(e, (S.Number, S.Name, S.Call, S.Unary, S.Binary, S.Array)):
+        if not isinstance(e, (S.Number, S.Name, S.Call, S.Unary, S.Binary, S.Array, S.Index)):
             out.append(e)
             continue
         if isinstance(e, S.Number):
@@ -186,10 +216,17 @@ def expression_tokens(expr, wrapped: set, breaks: dict, tensors) -> list:
         elif isinstance(e, S.Name):
             seq = [e.id]
         elif isinstance(e, S.Unary):
-            seq = ["-", e.operand]
+            seq = [e.operand, "ᵀ"] if e.op == "transpose" else ["-", e.operand]
+        elif isinstance(e, S.Index):
+            seq = [e.operand, subscripts_text([s.index if isinstance(s, S.At) else slice(s.start, s.stop)
+                                               for s in e.subscripts])]
+        elif superscript(e):
+            seq = [e.left, e.symbol]
         elif isinstance(e, S.Binary):
             if e.op == "matmul":
                 op = f" {e.symbol} " if e.symbol else " "
+            elif e.op == "mul" and e.symbol == "⊙":
+                op = " ⊙ "
             else:
                 op = SPELLING[e.op]
             seq = [e.left, op, e.right]

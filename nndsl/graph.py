@@ -45,7 +45,7 @@ class GraphBuilder:
         nodes = self.graph.nodes
         if shape is None:
             try:
-                shape = tuple(op.shape(*[nodes[a]["shape"] for a in args]))
+                shape = tuple(op.shape(*[nodes[a]["shape"] for a in args], **{k: attrs[k] for k in op.attrs}))
             except ShapeError as err:
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
         if batched is None:

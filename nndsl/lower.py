@@ -5,6 +5,8 @@ at their call sites, and every node's shape comes from its op's shape rule as it
 """
 from __future__ import annotations
 
+import unicodedata
+
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -12,7 +14,7 @@ import networkx as nx
 from . import syntax as S
 from .errors import NndslError, closest
 from .graph import GraphBuilder
-from .ops import REGISTRY, fmt_shape, lookup, user_functions
+from .ops import ALIASES, REGISTRY, fmt_shape, lookup, subscripts_text, user_functions
 from .resolve import Resolved, literal_array
 
 
@@ -96,11 +98,13 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
             values.append(lookup_name(e, fr, resolved, out, builder))
         elif isinstance(e, S.Array):
             values.append(builder.const(literal_array(e), span=e.span, **fr.where))
-        elif isinstance(e, S.Unary) and isinstance(e.operand, S.Number):
+        elif isinstance(e, S.Unary) and e.op == "neg" and isinstance(e.operand, S.Number):
             values.append(builder.const(-e.operand.value, span=e.span, **fr.where))
         elif not ready:
             if isinstance(e, S.Call):
                 check_call(e, fr, resolved, out)
+            elif isinstance(e, S.Binary) and e.op == "pow":
+                check_power(e, fr, resolved)
             stack.append((e, fr, True))
             stack.extend((child, fr, False) for child in reversed(S.children(e)))
         else:
@@ -160,8 +164,7 @@ def check_call(e: S.Call, fr: Frame, resolved: Resolved, out: Lowered) -> None:
         return
     op = lookup(e.func)
     if op is None or not op.callable:
-        raise NndslError(f"unknown function '{e.func}'{suggest(e.func, user_functions() + list(resolved.defs))}",
-                         e.func_span)
+        raise NndslError(f"unknown function '{e.func}'{suggest_function(e.func, list(resolved.defs))}", e.func_span)
     if op.arity is not None and n != op.arity:
         raise NndslError(f"{e.func}() takes {plural(op.arity, 'argument')}, got {n}", e.span)
 
@@ -169,7 +172,9 @@ def check_call(e: S.Call, fr: Frame, resolved: Resolved, out: Lowered) -> None:
 def build_node(e, args, fr: Frame, builder: GraphBuilder):
     kw = dict(span=e.span, **fr.where)
     if isinstance(e, S.Unary):
-        return builder.add("neg", *args, **kw)
+        return builder.add(e.op, *args, what="ᵀ" if e.op == "transpose" else None, **kw)
+    if isinstance(e, S.Index):
+        return build_index(e, args[0], builder, kw)
     if isinstance(e, S.Binary):
         a, b = args
         if e.op == "matmul":
@@ -196,3 +201,45 @@ def plural(n: int, word: str) -> str:
 def suggest(name: str, candidates: list) -> str:
     close = closest(name, candidates)
     return f"; did you mean '{close}'?" if close else ""
+
+
+# Names from slides and other tools for nndsl's functions (aliases and case are handled apart).
+SLIDE_FUNCTIONS = {"Σ": "sum", "ln": "log", "sgn": "sign", "heaviside": "step", "logistic": "sigmoid",
+                   "logsoftmax": "log_softmax", "argmax": "argmax", "cat": "concat", "concatenate": "concat"}
+
+
+def suggest_function(name: str, defs: list) -> str:
+    """`; did you mean ...?` for an unknown function: slide names, Greek aliases spelled out
+    (`sigma` for `σ`), then the closest name ignoring case (`ReLU` for `relu`)."""
+    if name in SLIDE_FUNCTIONS:
+        return f"; write {SLIDE_FUNCTIONS[name]}(...)"
+    spelled = {unicodedata.name(a).split()[-1].lower(): a for a in ALIASES if len(a) == 1
+               and "SMALL" in unicodedata.name(a)}
+    if name.lower() in spelled:
+        alias = spelled[name.lower()]
+        return f"; did you mean '{ALIASES[alias]}' (or '{alias}')?"
+    return suggest(name, user_functions() + defs)
+
+
+def check_power(e: S.Binary, fr: Frame, resolved: Resolved) -> None:
+    """Slide notation that is not nndsl's: `e^x` and `W^T` with `e`, `T` unbound."""
+    def unbound(x):
+        return isinstance(x, S.Name) and x.id not in fr.local and x.id not in resolved.bound_at
+    if unbound(e.left) and e.left.id == "e":
+        raise NndslError("'e' is not bound: write exp(x) for e^x", e.span)
+    if unbound(e.right) and e.right.id == "T":
+        base = e.left.id if isinstance(e.left, S.Name) else "(...)"
+        raise NndslError(f"'T' is not bound: the transpose is written {base}ᵀ or transpose({base}), "
+                         f"not {base}^T", e.span)
+
+
+def build_index(e: S.Index, x, builder: GraphBuilder, kw: dict):
+    subscripts = subscripts_text([s.index if isinstance(s, S.At) else slice(s.start, s.stop) for s in e.subscripts])
+    try:
+        return builder.add("index", x, subscripts=subscripts, what="index", **kw)
+    except NndslError as err:
+        bracket = e.subscripts[0].span.column - 1
+        if (e.operand.span.end_line, e.operand.span.end_column) != (e.span.line, bracket):
+            err.message += (f"; a `[` after a name is an index (as in Python): for a product with an "
+                            f"array literal write {'W' if not isinstance(e.operand, S.Name) else e.operand.id} · [...]")
+        raise

@@ -302,11 +302,14 @@ class Model:
         return NndslError(f"the first non-finite value ({attrs['op']}) appeared here", span_of(graph, node),
                           filename=self.filename, source=self.program.source)
 
-    def run(self, params: dict | None = None, /, *, inputs: dict | None = None, **keywords) -> dict:
-        """Forward evaluation: {output name: array}, plus the per-sample loss when its inputs are given.
-        Inputs are keywords (`x=X`) or, for any name, the mapping `inputs={"x": X}`."""
+    def run(self, params: dict | None = None, /, *, show=None, inputs: dict | None = None, **keywords) -> dict:
+        """Forward evaluation: {output name: array}, plus the per-sample loss when its inputs are given,
+        plus any named values in `show` (hidden layers, say). Inputs are keywords (`x=X`) or, for any
+        name, the mapping `inputs={"x": X}` (an input called `show` goes there)."""
         inputs = merge_inputs(inputs, keywords)
         targets = dict(self.outputs)
+        for name in [show] if isinstance(show, str) else show or ():
+            targets[name] = self.named_node(name, "show")
         if not targets:
             raise NndslError("the model has nothing to output: declare one with `output NAME = ...`, "
                              "or bind a value", filename=self.filename)
@@ -315,6 +318,15 @@ class Model:
             targets[self.loss_name] = self.lowered.loss[1]
         values = self.evaluate(("run", tuple(targets)), self.graph, list(targets.values()), params, inputs)
         return dict(zip(targets, values))
+
+    def named_node(self, name: str, purpose: str):
+        """The node of a named value (an input, a parameter, a binding, an output or the loss)."""
+        if name not in self.lowered.named:
+            close = closest(name, self.lowered.named)
+            hint = f"; did you mean '{close}'?" if close else ""
+            raise NndslError(f"cannot {purpose} '{name}': the model has no value of that name{hint} "
+                             f"(named values: {', '.join(self.lowered.named) or 'none'})")
+        return self.lowered.named[name]
 
     def objective_graph(self):
         """The forward graph with the batch-mean objective added: (graph, objective node)."""
@@ -364,10 +376,7 @@ class Model:
             raise NndslError("nothing to differentiate with respect to: the model has no parameters, and wrt "
                              "names no input" if not self.params else "wrt names no parameter or input")
         for name in wrt:
-            if name not in self.params and name not in self.inputs:
-                raise NndslError(f"cannot differentiate with respect to '{name}': not a parameter or input of the "
-                                 f"model (parameters: {', '.join(self.params) or 'none'}; "
-                                 f"inputs: {', '.join(self.inputs) or 'none'})")
+            self.named_node(name, "differentiate with respect to")
         graph, objective, grads = self.gradient_graph(wrt)
         loss, *values = self.evaluate(("grad", wrt), graph, [objective] + list(grads.values()), params, data)
         return float(loss), dict(zip(grads, values))

@@ -51,11 +51,15 @@ class Op:
     shape: Callable                       # (*arg_shapes) -> shape, or raise ShapeError
     forward: Callable                     # elementwise: (*arrays); otherwise (info, *arrays)
     vjp: tuple | Callable | None = None   # per argument: (d, g, out, *args) -> node, or None
+    vjp_at: Callable | None = None        # variadic ops: position -> that argument's rule
     elementwise: bool = False             # broadcasts its operands (NumPy rules, per sample)
     kernel_factory: Callable | None = None  # (info) -> (*arrays) -> array, when shape-dependent
     symbol: str | None = None             # infix spelling for printing
     callable: bool = True                 # can be called by name from a .nn file
-    doc: str = ""
+    doc: str = ""                         # one line: what it computes
+    signature: str = ""                   # how a .nn file calls it: `leaky_relu(z, slope)`
+    formula: str = ""                     # the value, per element or per sample
+    derivative: str = ""                  # the gradient rule in words, with its kink rule
     stable: dict = field(default_factory=dict)   # {inner op of arg 0: fused op}, see rewrite pass
     onnx: Callable | None = None          # (e, *value names) -> value name: see nndsl.export_onnx
     differentiable: bool = True           # False: gradient is zero everywhere (step, sign, ...)
@@ -73,6 +77,7 @@ class Op:
     # Non-differentiable points: (*argument values) -> how far each element is from a kink (0 at
     # it), where the derivative is not defined and finite differences cannot confirm any rule.
     kink: Callable | None = None
+    attrs: tuple = ()                     # static attributes its shape rule and kernel read
     leaf: bool = False                    # fed from outside at run time: inputs and parameters
     look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
 
@@ -80,6 +85,8 @@ class Op:
         """The gradient rule for argument `position`; None means no gradient flows there."""
         if not self.differentiable:
             return None
+        if self.vjp_at is not None:
+            return self.vjp_at(position)
         if self.vjp is None:
             raise LookupError(self.name)
         if callable(self.vjp):
@@ -290,6 +297,145 @@ def batch_size_kernel(info: KernelInfo):
 def const_kernel(info: KernelInfo):
     value = np.asarray(info.attrs["value"], dtype=info.dtype)
     return lambda: value
+
+
+# ---- indexing and joining -------------------------------------------------------------------
+# An index's subscripts are a node attribute written as in the source, `[0]`, `[:, 1:3]`,
+# `[-1]`: text exports to every format as it is, and reads back here.
+def subscripts_of(text: str) -> tuple:
+    """`[:, 1:3, -1]` -> (slice(None, None), slice(1, 3), -1)."""
+    out = []
+    for part in text.strip()[1:-1].split(","):
+        part = part.strip()
+        if ":" in part:
+            start, stop = (int(p) if p.strip() else None for p in part.split(":"))
+            out.append(slice(start, stop))
+        else:
+            out.append(int(part))
+    return tuple(out)
+
+
+def subscripts_text(subscripts) -> str:
+    """The inverse of subscripts_of, in canonical form."""
+    def one(s):
+        if isinstance(s, slice):
+            return f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
+        return str(s)
+    return "[" + ", ".join(one(s) for s in subscripts) + "]"
+
+
+def index_shape(x: Shape, subscripts: str) -> Shape:
+    subs = subscripts_of(subscripts)
+    if len(subs) > len(x):
+        raise ShapeError(f"{len(subs)} subscript{'s' * (len(subs) != 1)} for a value of shape {fmt_shape(x)}, "
+                         f"which has {len(x)} ax{'es' if len(x) != 1 else 'is'}")
+    out = []
+    for axis, (size, s) in enumerate(zip(x, subs)):
+        if isinstance(s, slice):
+            kept = len(range(size)[s])
+            if kept == 0:
+                raise ShapeError(f"{subscripts_text([s])[1:-1]} selects nothing of axis {axis}, which has size {size}")
+            out.append(kept)
+        elif not -size <= s < size:
+            raise ShapeError(f"index {s} is out of range for axis {axis}, which has size {size}")
+    return tuple(out) + tuple(x[len(subs):])
+
+
+def index_kernel(info: KernelInfo):
+    subs = subscripts_of(info.attrs["subscripts"])
+    key = (slice(None),) + subs if info.arg_batched[0] else subs
+    return lambda x: x[key]
+
+
+def index_grad_kernel(info: KernelInfo):
+    """Scatters the gradient of an index into zeros shaped like the indexed value."""
+    subs = subscripts_of(info.attrs["subscripts"])
+    shape, dtype = info.shape, info.dtype
+
+    g_batched = info.arg_batched[0]
+
+    def fn(g, x):
+        if not info.batched:
+            out = np.zeros(shape, dtype=dtype)
+            out[subs] = g
+            return out
+        out = np.zeros(((g if g_batched else x).shape[0],) + shape, dtype=dtype)
+        out[(slice(None),) + subs] = g
+        return out
+    return fn
+
+
+def concat_shape(*shapes: Shape) -> Shape:
+    if any(len(s) == 0 for s in shapes):
+        raise ShapeError("joins vectors or higher-rank tensors along their last axis, not scalars: "
+                         + ", ".join(fmt_shape(s) for s in shapes))
+    if len({s[:-1] for s in shapes}) > 1:
+        raise ShapeError("all but the last axis must agree: " + ", ".join(fmt_shape(s) for s in shapes))
+    return shapes[0][:-1] + (sum(s[-1] for s in shapes),)
+
+
+def concat_kernel(info: KernelInfo):
+    def fn(*xs):
+        if info.batched:
+            size = next(len(x) for x, b in zip(xs, info.arg_batched) if b)
+            xs = [x if b else np.broadcast_to(x, (size,) + x.shape) for x, b in zip(xs, info.arg_batched)]
+        return np.concatenate(xs, axis=-1)
+    return fn
+
+
+def concat_grad(position: int):
+    """The gradient of concat for argument `position`: its columns of g."""
+    def rule(d, g, out, *xs):
+        sizes = [d.shape(x)[-1] for x in xs]
+        start = sum(sizes[:position])
+        lead = ":, " * (len(d.shape(out)) - 1)
+        return d.index(g, subscripts=f"[{lead}{start}:{start + sizes[position]}]")
+    return rule
+
+
+def argmax_fwd(info, x):
+    return np.argmax(x, axis=-1).astype(info.dtype)
+
+
+def onnx_index(e, x):
+    subs = subscripts_of(e.attrs["subscripts"])
+    offset = 1 if e.arg_batched[0] else 0
+    slices = [(offset + axis, s) for axis, s in enumerate(subs) if isinstance(s, slice)]
+    if slices:
+        big = np.iinfo(np.int64).max
+        x = e("Slice", x, e.ints([0 if s.start is None else s.start for _, s in slices]),
+              e.ints([big if s.stop is None else s.stop for _, s in slices]), e.ints([a for a, _ in slices]))
+    for axis, s in reversed([(offset + axis, s) for axis, s in enumerate(subs) if not isinstance(s, slice)]):
+        x = e("Gather", x, e.const(s, dtype=np.int64), axis=axis)
+    return x
+
+
+def onnx_index_grad(e, g, x):
+    subs = subscripts_of(e.attrs["subscripts"])
+    shape = e.shape
+    offset = 1 if e.arg_batched[0] else 0
+    dropped = [offset + axis for axis, s in enumerate(subs) if not isinstance(s, slice)]
+    if dropped:
+        g = e.unsqueeze(g, dropped)
+    before, after = [0] * (offset + len(shape)), [0] * (offset + len(shape))
+    for axis, (size, s) in enumerate(zip(shape, subs)):
+        kept = range(size)[s] if isinstance(s, slice) else range(size)[s:s + 1 or None]
+        before[offset + axis], after[offset + axis] = kept[0], size - kept[-1] - 1
+    out = e("Pad", g, e.ints(before + after))
+    return e("Expand", out, e("Shape", x)) if e.batched and not offset else out
+
+
+def onnx_concat(e, *xs):
+    if e.batched:
+        ref = next(x for x, b in zip(xs, e.arg_batched) if b)
+        batch = e("Slice", e("Shape", ref), e.ints([0]), e.ints([1]))
+        xs = [x if b else e("Expand", x, e("Concat", batch, e.ints(shape), axis=0))
+              for x, b, shape in zip(xs, e.arg_batched, e.arg_shapes)]
+    return e("Concat", *xs, axis=-1)
+
+
+def onnx_argmax(e, x):
+    return e.cast(e("ArgMax", x, axis=-1, keepdims=0))
 
 
 # ---- numerics ----------------------------------------------------------------------------
@@ -605,167 +751,310 @@ def onnx_square(e, x):
 
 # ---- the ops -----------------------------------------------------------------------------
 # leaves
-defop("input", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a per-sample input",
+defop("input", arity=0, shape=scalar, forward=None, callable=False, vjp=(),
       onnx=lambda e: e.graph_input(), leaf=True,
-      look=dict(shape="box", fillcolor="#dbeafe", color="#1d4ed8", line="rounded"))
-defop("param", arity=0, shape=scalar, forward=None, callable=False, vjp=(), doc="a trainable tensor",
+      look=dict(shape="box", fillcolor="#dbeafe", color="#1d4ed8", line="rounded"),
+      doc="a per-sample input, fed from data at run time",
+      signature="input x[n]", formula="the data given for it: one sample, or a batch with one more leading axis",
+      derivative="a leaf: the gradient that reaches it is its gradient (grad --wrt x)")
+defop("param", arity=0, shape=scalar, forward=None, callable=False, vjp=(),
       onnx=lambda e: e.parameter(), leaf=True,
-      look=dict(shape="box", fillcolor="#fde68a", color="#b45309", penwidth="2"))
+      look=dict(shape="box", fillcolor="#fde68a", color="#b45309", penwidth="2"),
+      doc="a trainable tensor",
+      signature="param W[m, n] = INIT", formula="its current value: from its initialiser, a .npz file or training",
+      derivative="a leaf: the gradient that reaches it is the one training follows")
 defop("const", arity=0, shape=scalar, forward=None, kernel_factory=const_kernel, callable=False,
       onnx=onnx_const, look=dict(shape="box", fillcolor="#f3f4f6", color="#6b7280", fontsize="9"),
-      differentiable=False, doc="a constant")
+      differentiable=False,
+      doc="a constant: a number, a dim's value or an array literal",
+      signature="2 or 0.5 or [1, 2] or a dim's name", formula="the literal's value",
+      derivative="none: a constant has no gradient")
 
 # elementwise arithmetic
 defop("add", arity=2, shape=broadcast, callable=False, forward=np.add, elementwise=True, symbol="+",
       onnx=onnx_same("Add"),
+      doc="elementwise sum",
+      signature="a + b", formula="a + b per element, broadcasting (NumPy rules, per sample)",
+      derivative="∂/∂a = ∂/∂b = 1; a side that was broadcast gets its gradient summed over the broadcast axes",
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: g))
 defop("sub", arity=2, shape=broadcast, callable=False, forward=np.subtract, elementwise=True, symbol="-",
       onnx=onnx_same("Sub"),
+      doc="elementwise difference",
+      signature="a - b or a − b", formula="a − b per element, broadcasting",
+      derivative="∂/∂a = 1, ∂/∂b = −1",
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: d.neg(g)))
 defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*",
       onnx=onnx_same("Mul"),
       batch_reducible=True,
+      doc="elementwise product, and scaling by a scalar",
+      signature="a * b or a ⊙ b or s x (s a scalar)", formula="a b per element, broadcasting",
+      derivative="∂/∂a = b, ∂/∂b = a",
       vjp=(lambda d, g, out, a, b: d.mul(g, b),
            lambda d, g, out, a, b: d.mul(g, a)))
 defop("div", arity=2, shape=broadcast, callable=False, forward=np.divide, elementwise=True, symbol="/",
       onnx=onnx_same("Div"),
+      doc="elementwise quotient",
+      signature="a / b", formula="a / b per element, broadcasting",
+      derivative="∂/∂a = 1 / b, ∂/∂b = −a / b²",
       vjp=(lambda d, g, out, a, b: d.div(g, b),
            lambda d, g, out, a, b: d.neg(d.mul(g, d.div(out, b)))))
 defop("neg", arity=1, shape=same, forward=np.negative, elementwise=True, symbol="-", callable=False,
       onnx=onnx_same("Neg"),
+      doc="negation",
+      signature="-a or −a", formula="−a",
+      derivative="∂/∂a = −1",
       vjp=(lambda d, g, out, a: d.neg(g),))
 defop("pow", arity=2, shape=broadcast, callable=False, forward=np.power, elementwise=True, symbol="^",
       onnx=onnx_same("Pow"),
+      doc="elementwise power; the exponent may be a tensor",
+      signature="a ^ b or a ** b or a² or x⁻¹", formula="a^b per element, broadcasting",
+      derivative="∂/∂a = b a^(b − 1), ∂/∂b = a^b log a",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.mul(b, d.pow(a, d.sub(b, 1.0)))),
            lambda d, g, out, a, b: d.mul(g, d.mul(out, d.log(a)))))
 defop("max", arity=2, shape=broadcast, forward=np.maximum, elementwise=True, kink=np.subtract,
       onnx=onnx_same("Max"),
-      doc="elementwise maximum; at ties each side gets half the gradient (as torch.maximum)",
+      doc="elementwise maximum; max(0, z) is ReLU",
+      signature="max(a, b)", formula="the larger of a and b, per element, broadcasting",
+      derivative="1 to the larger side, 0 to the other; at a tie each side gets 1/2 (as torch.maximum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b)),
            lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a))))
 defop("min", arity=2, shape=broadcast, forward=np.minimum, elementwise=True, kink=np.subtract,
       onnx=onnx_same("Min"),
-      doc="elementwise minimum; at ties each side gets half the gradient (as torch.minimum)",
+      doc="elementwise minimum",
+      signature="min(a, b)", formula="the smaller of a and b, per element, broadcasting",
+      derivative="1 to the smaller side, 0 to the other; at a tie each side gets 1/2 (as torch.minimum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a)),
            lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b))))
 defop("tie_mask", arity=2, shape=broadcast, forward=tie_mask, elementwise=True, callable=False,
       onnx=onnx_tie_mask,
-      differentiable=False, doc="1 where a > b, 1/2 at ties, else 0")
+      differentiable=False,
+      doc="how max and min share the gradient: 1 where a > b, 1/2 at ties, else 0",
+      signature="internal: made by the differentiator (the gradients of max and min)",
+      formula="1 where a > b, 1/2 where a = b, 0 where a < b",
+      derivative="none: it is piecewise constant")
 
 # elementwise functions
 defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwise=True, kink=at_zero,
       onnx=onnx_same("Relu"),
-      doc="max(0, z); its gradient at 0 is 0 (as torch.relu)",
+      doc="rectified linear unit",
+      signature="relu(z)", formula="max(0, z)",
+      derivative="1 where z > 0, else 0; at z = 0 it is 0 (as torch.relu)",
       vjp=(lambda d, g, out, x: d.mul(g, d.step(x)),))
 defop("sigmoid", arity=1, shape=same, forward=stable_sigmoid, elementwise=True, aliases=("σ",),
       onnx=onnx_same("Sigmoid"),
-      doc="1 / (1 + exp(-z)); its gradient is sigmoid(z) sigmoid(-z), which keeps its digits where "
-          "sigmoid(z) rounds to 1 (sigmoid(z) (1 - sigmoid(z)) would not)",
+      doc="logistic sigmoid, from the reals to (0, 1)",
+      signature="sigmoid(z)", formula="1 / (1 + e^(−z)), computed without overflow",
+      derivative="σ(z) σ(−z), which is σ(z) (1 − σ(z)) but keeps its digits where σ(z) rounds to 1",
       vjp=(lambda d, g, out, x: d.mul(g, d.mul(out, d.sigmoid(d.neg(x)))),))
 defop("tanh", arity=1, shape=same, forward=np.tanh, elementwise=True,
       onnx=onnx_same("Tanh"),
+      doc="hyperbolic tangent, from the reals to (−1, 1)",
+      signature="tanh(z)", formula="(e^z − e^(−z)) / (e^z + e^(−z))",
+      derivative="1 − tanh² z",
       vjp=(lambda d, g, out, x: d.mul(g, d.sub(1.0, d.mul(out, out))),))
 defop("step", arity=1, shape=same, forward=lambda x: (x > 0).astype(x.dtype), elementwise=True, kink=at_zero,
       onnx=onnx_step,
-      differentiable=False, doc="Heaviside: 1 where z > 0, else 0; gradient 0")
+      differentiable=False,
+      doc="Heaviside step",
+      signature="step(z)", formula="1 where z > 0, else 0 (so step(0) = 0)",
+      derivative="0 everywhere: no gradient flows through it")
 defop("sign", arity=1, shape=same, forward=np.sign, elementwise=True, differentiable=False, kink=at_zero,
       onnx=onnx_same("Sign"),
-      doc="-1, 0 or 1; gradient 0")
+      doc="the sign of each element",
+      signature="sign(z)", formula="−1 where z < 0, 0 at 0, 1 where z > 0",
+      derivative="0 everywhere: no gradient flows through it")
 defop("softplus", arity=1, shape=same, forward=stable_softplus, elementwise=True,
       onnx=onnx_same("Softplus"),
+      doc="smooth ReLU",
+      signature="softplus(z)", formula="log(1 + e^z), computed without overflow",
+      derivative="σ(z)",
       vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(x)),))
 defop("leaky_relu", arity=2, shape=broadcast, elementwise=True, kink=lambda x, s: x,
       onnx=onnx_leaky_relu,
       forward=lambda x, s: np.where(x > 0, x, x * s),
-      doc="z where z > 0, else slope·z; at 0 the gradient is the slope (as torch)",
+      doc="ReLU with a slope for negative inputs",
+      signature="leaky_relu(z, slope)", formula="z where z > 0, else slope · z",
+      derivative="∂/∂z = 1 where z > 0, else slope; at z = 0 it is the slope (as torch). "
+                 "∂/∂slope = z where z ≤ 0, else 0",
       vjp=(lambda d, g, out, x, s: d.mul(g, d.add(d.step(x), d.mul(s, d.sub(1.0, d.step(x))))),
            lambda d, g, out, x, s: d.mul(g, d.mul(x, d.sub(1.0, d.step(x))))))
 defop("identity", arity=1, shape=same, forward=lambda x: x, elementwise=True,
       onnx=onnx_same("Identity"),
+      doc="its argument unchanged (binding a name to a named value makes one too)",
+      signature="identity(z)", formula="z",
+      derivative="1",
       vjp=(lambda d, g, out, x: g,))
 defop("exp", arity=1, shape=same, forward=np.exp, elementwise=True,
       onnx=onnx_same("Exp"),
+      doc="exponential",
+      signature="exp(z)", formula="e^z",
+      derivative="e^z",
       vjp=(lambda d, g, out, x: d.mul(g, out),))
 defop("log", arity=1, shape=same, forward=np.log, elementwise=True,
       onnx=onnx_same("Log"),
       stable={"softmax": "log_softmax", "sigmoid": "log_sigmoid"},
+      doc="natural logarithm",
+      signature="log(z)", formula="ln z (−inf at 0, NaN below)",
+      derivative="1 / z",
       vjp=(lambda d, g, out, x: d.div(g, x),))
 defop("abs", arity=1, shape=same, forward=np.abs, elementwise=True, kink=at_zero,
       onnx=onnx_same("Abs"),
-      doc="|z|; its gradient at 0 is 0 (as torch.abs)",
+      doc="absolute value",
+      signature="abs(z)", formula="|z|",
+      derivative="sign(z); at z = 0 it is 0 (as torch.abs)",
       vjp=(lambda d, g, out, x: d.mul(g, d.sign(x)),))
 defop("sqrt", arity=1, shape=same, forward=np.sqrt, elementwise=True,
       onnx=onnx_same("Sqrt"),
+      doc="square root",
+      signature="sqrt(z)", formula="√z (NaN below 0)",
+      derivative="1 / (2√z), infinite at 0",
       vjp=(lambda d, g, out, x: d.div(d.mul(g, 0.5), out),))
 defop("log_sigmoid", arity=1, shape=same, elementwise=True,
       onnx=onnx_log_sigmoid,
-      forward=lambda x: -stable_softplus(-x), doc="log(sigmoid(z)), finite for large |z|",
+      forward=lambda x: -stable_softplus(-x),
+      doc="log of the sigmoid, finite for large |z|; log(sigmoid(z)) is rewritten to it",
+      signature="log_sigmoid(z)", formula="log σ(z) = −softplus(−z)",
+      derivative="σ(−z)",
       vjp=(lambda d, g, out, x: d.mul(g, d.sigmoid(d.neg(x))),))
 
 # along the last axis
 defop("softmax", arity=1, shape=at_least_vector, forward=softmax_fwd,
       onnx=onnx_same("Softmax", axis=-1),
+      doc="normalised exponentials along the last axis: one probability distribution per row",
+      signature="softmax(z)", formula="e^(z_i) / Σ_j e^(z_j) along the last axis, computed from z − max z",
+      derivative="s ⊙ (g − Σ g ⊙ s) for the incoming gradient g, with s = softmax(z) and Σ along the last axis",
       vjp=(lambda d, g, out, x: d.mul(out, d.sub(g, d.sum_last(d.mul(g, out)))),))
 defop("log_softmax", arity=1, shape=at_least_vector, forward=log_softmax_fwd,
       onnx=onnx_same("LogSoftmax", axis=-1),
+      doc="log of the softmax along the last axis; log(softmax(z)) is rewritten to it",
+      signature="log_softmax(z)",
+      formula="z_i − log Σ_j e^(z_j) along the last axis (log-sum-exp, shifted by max z)",
+      derivative="g − softmax(z) Σ g for the incoming gradient g, with Σ along the last axis",
       vjp=(lambda d, g, out, x: d.sub(g, d.mul(d.exp(out), d.sum_last(g))),))
 defop("sum_last", arity=1, shape=last_axis_sum, callable=False,
       onnx=lambda e, x: e.reduce("ReduceSum", x, [-1], keepdims=True),
       forward=lambda info, x: x.sum(axis=-1, keepdims=True),
+      doc="sum along the last axis, which is kept with size 1",
+      signature="internal: made by the differentiator (the gradients of softmax and log_softmax)",
+      formula="Σ_j z_j along the last axis, keeping it",
+      derivative="1 for every element: the incoming gradient broadcast back along the last axis",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 
 # reductions and layout
 defop("sum", arity=1, shape=scalar, forward=lambda info, x: x.sum(axis=per_sample_axes(info.arg_shapes[0])),
       onnx=onnx_reduce("ReduceSum"),
+      doc="sum over all per-sample axes: one scalar per sample",
+      signature="sum(a)", formula="Σ of the elements of one sample (never over the batch)",
+      derivative="1 for every element",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 defop("mean", arity=1, shape=scalar, forward=lambda info, x: x.mean(axis=per_sample_axes(info.arg_shapes[0])),
       onnx=onnx_reduce("ReduceMean"),
+      doc="mean over all per-sample axes: one scalar per sample",
+      signature="mean(a)", formula="Σ of the n elements of one sample, divided by n",
+      derivative="1 / n for every element",
       vjp=(lambda d, g, out, x: d.mul(d.broadcast_like(g, x), 1.0 / n_elements(d, x)),))
 defop("transpose", arity=1, shape=lambda x: tuple(reversed(x)), forward=None, kernel_factory=transpose_kernel,
       onnx=onnx_transpose,
+      doc="reverses the per-sample axes: a matrix is transposed, a vector or a scalar is unchanged",
+      signature="transpose(a) or aᵀ", formula="[m, n] → [n, m]: (aᵀ)_ji = a_ij",
+      derivative="the transpose of the incoming gradient",
       vjp=(lambda d, g, out, x: d.transpose(g),))
 defop("matmul", arity=2, shape=matmul_shape, forward=None, callable=False, kernel_factory=matmul_kernel, symbol="·",
       onnx=onnx_matmul,
       batch_reducible=True, reduces_batch=True,
       doc="matrix product of per-sample vectors and matrices",
+      signature="a b or a · b or a @ b (also ∙ and ⋅); with a scalar side it is scaling, mul",
+      formula="Σ_k a_ik b_kj: [m, n]·[n] → [m], [n]·[n] → [], [m, n]·[n, p] → [m, p], [n]·[n, p] → [p]",
+      derivative="∂a = g bᵀ, ∂b = aᵀ g for the incoming gradient g (an outer product where a side is a vector)",
       vjp=(matmul_grad_a, matmul_grad_b))
 defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel, callable=False,
       onnx=onnx_outer,
       batch_reducible=True, reduces_batch=True,
+      doc="outer product of two vectors",
+      signature="internal: made by the differentiator (the gradient of W x)", formula="a bᵀ: [m] and [n] → [m, n]",
+      derivative="∂a = g b, ∂b = gᵀ a for the incoming gradient g",
       vjp=(lambda d, g, out, a, b: d.matmul(g, b),
            lambda d, g, out, a, b: d.matmul(a, g)))
+
+# indexing and joining
+defop("index", arity=1, attrs=("subscripts",), shape=index_shape, forward=None, kernel_factory=index_kernel,
+      callable=False, onnx=onnx_index, batch_reducible=False,
+      doc="per-sample axes indexed and sliced by integer constants, as in NumPy",
+      signature="x[i] or x[a:b] or W[:, j] or x[-1]",
+      formula="the selected elements: an integer drops its axis, a slice keeps it",
+      derivative="the incoming gradient scattered into zeros shaped like x (index_grad)",
+      vjp=(lambda d, g, out, x: d.index_grad(g, x, subscripts=d.attr(out, "subscripts")),))
+defop("index_grad", arity=2, attrs=("subscripts",), shape=lambda g, x, subscripts: x, forward=None,
+      kernel_factory=index_grad_kernel, callable=False, onnx=onnx_index_grad,
+      doc="the gradient of an index: g scattered into zeros shaped like the indexed value",
+      signature="internal: made by the differentiator (the gradient of x[i])",
+      formula="zeros shaped like x, with g at the indexed places",
+      derivative="∂g: the same index applied to the incoming gradient; none to x",
+      vjp=(lambda d, g, out, gin, x: d.index(g, subscripts=d.attr(out, "subscripts")), None))
+defop("concat", arity=None, shape=concat_shape, forward=None, kernel_factory=concat_kernel, onnx=onnx_concat,
+      doc="joins its arguments along the last axis",
+      signature="concat(a, b, ...)", formula="[a, b, ...] along the last axis; all other axes must agree",
+      derivative="each argument gets its own columns of the incoming gradient",
+      vjp_at=concat_grad)
+defop("argmax", arity=1, shape=lambda x: at_least_vector(x)[:-1], forward=argmax_fwd, onnx=onnx_argmax,
+      differentiable=False,
+      doc="the index of the largest element along the last axis, as a number",
+      signature="argmax(a)", formula="the i with the largest a_i along the last axis (the first one at ties)",
+      derivative="none: it is piecewise constant, so no gradient flows through it")
 
 # plumbing the differentiator and the batch need
 defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel, callable=False, reduces_batch=True,
       onnx=onnx_sum_to,
       doc="sums a value down to this node's shape and batch layout (undoes broadcasting)",
+      signature="internal: made by the differentiator",
+      formula="x summed over the axes, and the batch, that broadcasting added",
+      derivative="the incoming gradient broadcast back to x's shape",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 defop("broadcast_like", arity=2, shape=broadcast, forward=broadcast_fwd, elementwise=True,
       onnx=onnx_broadcast_like,
       callable=False, doc="broadcasts its first argument against its second: to their joint shape and batch",
+      signature="internal: made by the differentiator",
+      formula="x repeated along the axes, and the batch, where ref is larger",
+      derivative="∂x: the incoming gradient summed back to x's shape; none to ref",
       vjp=(lambda d, g, out, x, ref: d.sum_to(g, like=x), None))
 defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel, callable=False,
       onnx=onnx_batch_size,
-      differentiable=False, unbatched=True, doc="the number of samples in the batch (1 without one)")
+      differentiable=False, unbatched=True,
+      doc="the number of samples in the batch (1 without one)",
+      signature="internal: made for the batch mean of the loss",
+      formula="B, the size of its argument's leading batch axis",
+      derivative="none: it is a count")
 defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:], xs[0]), elementwise=True,
       onnx=onnx_same("Sum"), look=dict(shape="octagon", fillcolor="#ede9fe", color="#6d28d9", fontcolor="#4c1d95"),
       callable=False, symbol="Σ", doc="sums the gradients that reach a value read by several consumers",
+      signature="internal: made by the differentiator (drawn as Σ)", formula="a + b + ... of gradients of one shape",
+      derivative="1 to each argument",
       vjp=lambda d, g, out, *xs: g)
 defop("one_hot", arity=2, shape=index_like, class_index=(0, 1), forward=one_hot_fwd, callable=False, differentiable=False,
       onnx=onnx_one_hot,
-      doc="one-hot rows for class indices, as wide as the second argument")
+      doc="one-hot rows for class indices, as wide as the second argument",
+      signature="internal: made by the differentiator (the gradients of the sparse cross entropies)",
+      formula="1 at position k of each row, 0 elsewhere; k an integer in [0, n)",
+      derivative="none: it is piecewise constant")
 
 # losses: per-sample scalars, the mean over one sample's elements
 defop("mse", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Sub", y, t))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(y - t)),
+      doc="mean squared error, for any targets",
+      signature="mse(y, t)", formula="(y − t)² per element, mean over the elements of one sample",
+      derivative="∂/∂y = 2 (y − t) / n and ∂/∂t = 2 (t − y) / n, n the elements of one sample",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(y, t), 2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(t, y), 2.0 / pairwise_size(d, y, t)))))
 defop("mae", arity=2, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Abs", e("Sub", y, t))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.abs(y - t)),
+      doc="mean absolute error, for any targets",
+      signature="mae(y, t)", formula="|y − t| per element, mean over the elements of one sample",
+      derivative="∂/∂y = sign(y − t) / n and ∂/∂t = sign(t − y) / n, n the elements of one sample; at y = t it is "
+                 "0 (as torch's L1 loss)",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(y, t)), 1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(t, y)), 1.0 / pairwise_size(d, y, t)))))
 
@@ -795,8 +1084,12 @@ def bce_logits_elements(z, t):
 defop("bce", arity=2, correct=same_side(0.5), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
       stable={"sigmoid": "bce_logits"},
       onnx=onnx_pairwise_loss(onnx_bce),
-      doc="binary cross entropy; as in torch.nn.BCELoss, log is clamped at -100 and the gradient's "
-          "denominator p(1-p) at 1e-12, so saturated probabilities stay finite",
+      doc="binary cross entropy of a probability p against a target t in [0, 1]",
+      signature="bce(p, t)",
+      formula="−(t log p + (1 − t) log(1 − p)) per element, log clamped at −100 (as torch.nn.BCELoss), mean over "
+              "the elements of one sample",
+      derivative="∂/∂p = (p − t) / (n p (1 − p)), the denominator p (1 − p) clamped at 1e-12 as torch.nn.BCELoss "
+                 "does; ∂/∂t = (log(1 − p) − log p) / n, n the elements of one sample",
       vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.max(d.mul(p, d.sub(1.0, p)), 1e-12),
                                                                     float(pairwise_size(d, p, t))))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.sub(d.log(d.sub(1.0, p)), d.log(p)), 1.0 / pairwise_size(d, p, t)))))
@@ -804,42 +1097,68 @@ defop("bce_logits", arity=2, correct=same_side(0.0), shape=pairwise_loss, forwar
       callable=False,
       onnx=onnx_pairwise_loss(onnx_bce_logits),
       doc="bce(sigmoid(z), t) computed from the logits z",
+      signature="bce(sigmoid(z), t), rewritten to it",
+      formula="max(z, 0) − z t + log(1 + e^(−|z|)) per element, mean over the elements of one sample",
+      derivative="∂/∂z = (σ(z) − t) / n and ∂/∂t = −z / n, n the elements of one sample",
       vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.sigmoid(z), t), 1.0 / pairwise_size(d, z, t))),
            lambda d, g, out, z, t: d.mul(g, d.mul(z, -1.0 / pairwise_size(d, z, t)))))
 defop("cross_entropy", arity=2, correct=same_class, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
       onnx=onnx_class_loss(onnx_clamped_log),
       forward=None, kernel_factory=class_mean(lambda p, t: -(t * clamped_log(p))),
+      doc="cross entropy of class probabilities p against one-hot or soft targets t, classes on the last axis",
+      signature="cross_entropy(p, t)",
+      formula="−Σ_c t_c log p_c over the class axis, log clamped at −100; mean over any other per-sample axes",
+      derivative="∂/∂p = −t / (r p) and ∂/∂t = −log p / r, r the rows of one sample (1 for a vector)",
       vjp=(lambda d, g, out, p, t: d.mul(g, d.mul(d.div(t, p), -1.0 / class_rows(d, p, t))),
            lambda d, g, out, p, t: d.mul(g, d.mul(d.log(p), -1.0 / class_rows(d, p, t)))))
 defop("cross_entropy_logits", arity=2, correct=same_class, shape=class_loss, callable=False,
       onnx=onnx_class_loss(lambda e, z: e("LogSoftmax", z, axis=-1)),
       forward=None, kernel_factory=class_mean(lambda z, t: -(t * log_softmax_fwd(None, z))),
       doc="cross_entropy(softmax(z), t) computed from the logits z",
+      signature="cross_entropy(softmax(z), t), rewritten to it",
+      formula="−Σ_c t_c log_softmax(z)_c over the class axis; mean over any other per-sample axes",
+      derivative="∂/∂z = (softmax(z) Σ_c t_c − t) / r, which is softmax(z) − t for targets summing to 1; ∂/∂t = "
+                 "−log_softmax(z) / r, r the rows of one sample",
       vjp=(ce_logits_grad_z,
            lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))))
 defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
       onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
       stable={"softmax": "sparse_cross_entropy_logits"},
+      doc="cross entropy of class probabilities p of shape [n] against a class index k",
+      signature="sparse_cross_entropy(p, k)", formula="−log p[k], log clamped at −100; k an integer in [0, n)",
+      derivative="∂/∂p = −1 / p[k] at class k, 0 elsewhere; none to k",
       vjp=(lambda d, g, out, p, k: d.neg(d.mul(g, d.div(d.one_hot(k, p), p))), None))
 defop("sparse_cross_entropy_logits", arity=2, class_index=(1, 0), correct=lambda z, k: np.argmax(z, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
       onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
       doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
+      signature="sparse_cross_entropy(softmax(z), k), rewritten to it",
+      formula="log Σ_j e^(z_j) − z[k] (log-sum-exp)",
+      derivative="∂/∂z = softmax(z) − onehot(k); none to k",
       vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
 defop("hinge", arity=2, correct=same_sign, kink=lambda y, t: 1 - t * y, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, 1 - t * y)),
-      doc="max(0, 1 - t·y); at the kink the gradient is -t (as sklearn; torch.clamp(min=0))",
+      doc="hinge loss (SVM) of a score y against a label t in {−1, 1}",
+      signature="hinge(y, t)", formula="max(0, 1 − t y) per element, mean over the elements of one sample",
+      derivative="∂/∂y = −t / n where t y ≤ 1, else 0: at the kink t y = 1 it is −t / n (as scikit-learn and "
+                 "torch.clamp(min=0)). ∂/∂t = −y / n where t y ≤ 1, else 0",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t)))))
 defop("squared_hinge", arity=2, correct=same_sign, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Max", e.const(0.0), onnx_margin(e, y, t)))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(np.maximum(0, 1 - t * y))),
+      doc="squared hinge loss of a score y against a label t in {−1, 1}",
+      signature="squared_hinge(y, t)", formula="max(0, 1 − t y)² per element, mean over the elements of one sample",
+      derivative="∂/∂y = −2 t max(0, 1 − t y) / n and ∂/∂t = −2 y max(0, 1 − t y) / n; no kink",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))))
 defop("perceptron", arity=2, correct=same_sign, kink=lambda y, t: t * y, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), e("Neg", e("Mul", t, y)))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, -t * y)),
-      doc="max(0, -t·y); at the kink the gradient is -t, so SGD with batch 1 is Rosenblatt's rule",
+      doc="perceptron loss of a score y against a label t in {−1, 1}: SGD on it with batch 1 is Rosenblatt's rule",
+      signature="perceptron(y, t)", formula="max(0, −t y) per element, mean over the elements of one sample",
+      derivative="∂/∂y = −t / n where t y ≤ 0, else 0: at the kink t y = 0 it is −t / n, so a tie counts as a "
+                 "mistake. ∂/∂t = −y / n where t y ≤ 0, else 0",
       vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t))),
            lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t)))))
 

@@ -13,8 +13,11 @@ from lark.lark import PostLex
 from . import syntax as S
 from .errors import NndslError, Span, file_error
 
-OPENERS = {"LPAR", "LSQB"}
+OPENERS = {"LPAR", "LSQB", "_INDEX_LSQB"}
 CLOSERS = {"RPAR", "RSQB"}
+# After these a `[` starts an index, as in Python (SPEC section 3): a name, a call's `)`, a
+# parenthesised group's `)`, an index's `]`, and `ᵀ`.
+INDEXABLE = {"NAME", "RPAR", "TRANSPOSE"}
 
 
 def grammar_text() -> str:
@@ -26,24 +29,29 @@ def grammar_text() -> str:
 
 
 class BracketNewlines(PostLex):
-    """Drops newlines inside ( ) and [ ] so an expression may continue; ends the file with one."""
+    """Drops newlines inside ( ) and [ ] so an expression may continue; tells an index's `[`
+    (_INDEX_LSQB) from an array literal's; ends the file with a newline."""
 
-    always_accept = ("_NL",)
+    always_accept = ("_NL", "LSQB")
 
     def __init__(self):
         self.history: list[Token] = []
 
     def process(self, stream):
-        depth = 0
+        brackets = []                   # the open brackets' types, innermost last
         last = None
+        closed_index = False            # whether `last` is the `]` of an index
         self.history = []
         for tok in stream:
-            if tok.type == "_NL" and depth > 0:
+            if tok.type == "_NL" and brackets:
                 continue
+            if tok.type == "LSQB" and last is not None and (last.type in INDEXABLE or closed_index):
+                tok = Token.new_borrow_pos("_INDEX_LSQB", tok.value, tok)
+            closed_index = False
             if tok.type in OPENERS:
-                depth += 1
-            elif tok.type in CLOSERS:
-                depth = max(0, depth - 1)
+                brackets.append(tok.type)
+            elif tok.type in CLOSERS and brackets:
+                closed_index = brackets.pop() == "_INDEX_LSQB"
             self.history.append(tok)
             last = tok
             yield tok
@@ -119,6 +127,23 @@ class ToSyntax(Transformer_NonRecursive):
 
     def neg(self, meta, minus, operand):
         return S.Unary("neg", operand, span_of(meta))
+
+    def transpose(self, meta, operand, mark):
+        return S.Unary("transpose", operand, span_of(meta))
+
+    def superscript(self, meta, base, mark):
+        exponent = unicodedata.normalize("NFKC", str(mark)).replace("\u2212", "-")
+        return S.Binary("pow", base, S.Number(float(exponent), exponent, span_of(mark)), span_of(meta), str(mark))
+
+    def index(self, meta, operand, *subscripts):
+        return S.Index(operand, subscripts, span_of(meta))
+
+    def at(self, meta, number):
+        return S.At(parse_index(number), span_of(meta))
+
+    def slice(self, meta, start, stop):
+        return S.Slice(None if start is None else parse_index(start), None if stop is None else parse_index(stop),
+                       span_of(meta))
 
     def _binary(op):
         def build(self, meta, left, *rest):
@@ -210,6 +235,12 @@ class ToSyntax(Transformer_NonRecursive):
         return expr
 
 
+def parse_index(number: S.Number) -> int:
+    if number.value != int(number.value) or not number.text.lstrip("-").isdigit():
+        raise NndslError(f"an index is a whole number, not {number.text}", number.span)
+    return int(number.value)
+
+
 def parse_int(tok: Token, what: str) -> int:
     value = float(tok)
     if value != int(value) or value < 1 or not str(tok).isdigit():
@@ -225,6 +256,23 @@ TOKEN_WORDS = {
     "SEMICOLON": "';'", "$END": "end of file",
 }
 EXPRESSION_STARTS = {"NAME", "NUMBER", "LPAR", "LSQB", "MINUS"}
+
+
+# Symbols from slides that nndsl does not take, and what to write instead (SPEC section 3).
+SLIDE_SYMBOLS = {
+    "×": "write * for the elementwise product, or · (or juxtaposition) for the matrix product",
+    "∑": "write sum(...)",
+    "∏": "nndsl has no product over elements; write the factors out with *",
+    "÷": "write /",
+    "√": "write sqrt(...)",
+    "½": "write 0.5", "⅓": "write 1/3", "¼": "write 0.25", "¾": "write 0.75",
+    "∘": "write ⊙ (or *) for the elementwise product",
+    "∗": "write * for the elementwise product",
+    "⊗": "write outer products as a matrix product of a column and a row, or use *",
+    "≔": "write =",
+    "←": "write =",
+    "ᵗ": "write ᵀ (U+1D40) or transpose(...)",
+}
 
 
 def describe(tok: Token) -> str:
@@ -264,6 +312,8 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
         span = Span(err.line, err.column, err.line, err.column + 1)
         if ch == "\"":
             return NndslError("unterminated string", span)
+        if ch in SLIDE_SYMBOLS:
+            return NndslError(f"'{ch}' is not nndsl notation: {SLIDE_SYMBOLS[ch]}", span)
         return NndslError(f"unexpected character {ch!r} (U+{ord(ch):04X})" if ch else "unexpected character", span)
     tok = err.token if isinstance(err, UnexpectedToken) else None
     expected = set(getattr(err, "expected", ()) or ())
@@ -289,6 +339,12 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
     want = expectation(expected)
     if prev is not None and str(prev) in KEYWORDS and tok.type in ("EQUAL", "LPAR"):
         return NndslError(f"'{prev}' is a reserved word and cannot be a name", span_of(prev))
+    call = unclosed_bracket(history, tok)
+    if tok.type == "EQUAL" and prev is not None and prev.type == "NAME" and call is not None and call.type == "LPAR":
+        function = history[history.index(call) - 1] if history.index(call) else None
+        if function is not None and function.type == "NAME":
+            return NndslError(f"{function}() takes no keyword arguments: give its arguments by position "
+                              f"(`{prev} =` is not nndsl notation)", union(span_of(prev), span_of(tok)))
     if prev is not None and prev.type != "_NL" and want == "an expression":
         return NndslError(f"expected an expression after '{prev}', found {describe(tok)}", span)
     if tok.type in CLOSERS and unclosed_bracket(history, tok) is None:

@@ -30,7 +30,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Unary:
-    op: str          # "neg"
+    op: str          # "neg", or "transpose" (postfix ᵀ)
     operand: object
     span: Span
 
@@ -41,7 +41,7 @@ class Binary:
     left: object
     right: object
     span: Span
-    symbol: str      # as written: "+", "·", "" for juxtaposition, ...
+    symbol: str      # as written: "+", "·", "⊙", "" for juxtaposition, a superscript like "²" ...
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,38 @@ class Array:
     span: Span
 
 
-Expr = Number | Name | Call | Unary | Binary | Array
+@dataclass(frozen=True)
+class At:
+    """One subscript of an index: a single position (`x[0]`, `h[-1]`); the axis goes away."""
+
+    index: int
+    span: Span
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One subscript of an index: `a:b`, `a:`, `:b` or `:` (all); the axis stays."""
+
+    start: int | None
+    stop: int | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    operand: object
+    subscripts: tuple    # of At and Slice, one per leading per-sample axis
+    span: Span
+
+
+Expr = Number | Name | Call | Unary | Binary | Array | Index
 
 
 def children(expr) -> tuple:
     """The sub-expressions of `expr`, in argument order."""
     if isinstance(expr, Call):
         return expr.args
-    if isinstance(expr, Unary):
+    if isinstance(expr, (Unary, Index)):
         return (expr.operand,)
     if isinstance(expr, Binary):
         return (expr.left, expr.right)

@@ -58,6 +58,19 @@ CLASSWISE = (((4,), (2, 4)), ((2, 4), (4,)), ((1, 4), (2, 4)), ((2, 4), (2, 1)),
              ((4,), ()))
 
 
+def scatter(g, x):
+    """The gradient of x[1:, -1]: g in those places, zeros elsewhere."""
+    out = np.zeros(x.shape)
+    out[1:, -1] = g
+    return out
+
+
+def torch_scatter(g, x):
+    out = torch.zeros(x.shape, dtype=g.dtype)
+    out[1:, -1] = g
+    return out
+
+
 T = torch
 F = torch.nn.functional
 
@@ -98,6 +111,11 @@ CASES = {
                            lambda x, r: torch.broadcast_tensors(x, r)[0], no_grad=(1,),
                            broadcasts=(((2, 1), (3,)), ((2, 3), (3,)), ((), (2,)))),
     "batch_size": Case(None, ((3,),), no_grad=(0,)),          # checked in test_batch_size
+    "index": Case(lambda x: x[1:, -1], ((3, 4),), lambda x: x[1:, -1], explicit={"subscripts": "[1:, -1]"}),
+    "index_grad": Case(scatter, ((2,), (3, 4)), torch_scatter, no_grad=(1,), explicit={"subscripts": "[1:, -1]"}),
+    "concat": Case(lambda a, b, c: np.concatenate([a, b, c], -1), ((2, 3), (2, 1), (2, 2)),
+                   lambda a, b, c: torch.cat([a, b, c], -1)),
+    "argmax": Case(lambda x: np.argmax(x, -1).astype(float), ((2, 4),), no_grad=(0,)),
     "accumulate": Case(lambda *xs: sum(xs), ((3,), (3,), (3,)), lambda *xs: sum(xs)),
     "one_hot": Case(lambda k, r: (np.arange(r.shape[-1]) == k).astype(float), ((), (4,)),
                     domains=("index", "normal"), no_grad=(0, 1)),

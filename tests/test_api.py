@@ -52,8 +52,8 @@ def test_messages_do_not_name_cli_flags():
     model = nndsl.compile(MODEL)
     with pytest.raises(NndslError) as info:
         model.grad(wrt=["nope"], x=[1, 2], t=1)
-    assert info.value.render() == ("error: cannot differentiate with respect to 'nope': not a parameter or input of "
-                                   "the model (parameters: w, b; inputs: x, t)")
+    assert info.value.render() == ("error: cannot differentiate with respect to 'nope': the model has no value of "
+                                   "that name (named values: x, t, w, b, y, L)")
     with pytest.raises(NndslError) as info:
         model.run(t=1)
     assert "-i" not in info.value.render() and "--data" not in info.value.render()

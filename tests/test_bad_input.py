@@ -144,7 +144,7 @@ CASES = [
     ('run -o into a missing folder', M, 'run', ['-o', 'no/such/out.npz'],
      'no/such/out.npz: error: folder no/such does not exist\n'),
     ('grad --wrt unknown', M, 'grad', ['--wrt', 'nope'],
-     "error: cannot differentiate with respect to 'nope': not a parameter or input of the model (parameters: w; inputs: x, t)\n"),
+     "error: cannot differentiate with respect to 'nope': the model has no value of that name (named values: x, t, w, y, L)\n"),
     ('grad --wrt empty', M, 'grad', ['--wrt', ''],
      "error: --wrt '': name parameters or inputs, separated by commas\n"),
     ('grad --tol without --check', M, 'grad', ['--tol', '1e-3'],

@@ -24,7 +24,7 @@ def test_check_fails_on_an_infinite_gradient(tmp_path, capsys):
     path = write(tmp_path, "input x\nparam a = 0\nloss L = sqrt(a) + x\ndata x = [1, 2]\n")
     assert main(["grad", str(path), "--check"]) == 1
     out, err = capsys.readouterr()
-    assert out.splitlines()[2] == "a         []      inf  inf  inf  the gradient is inf at element 0  FAIL"
+    assert out.splitlines()[2] == "a         []      inf  inf  inf  inf     the gradient is inf at element 0  FAIL"
     assert "gradient check FAILED" in out
     assert err == (f"nndsl: warning: not finite: the gradient of a\n"
                    f"{path}:3:10: note: the first non-finite value (div) appeared here\n"
