@@ -96,12 +96,26 @@ class Expr:
     name: str | None = None          # a bare name (so `name(z)` is the product `name z`)
 
 
+SUPERSCRIPTS = {"2": "²", "3": "³", "-1": "⁻¹"}
+
+
 def wrap(e: Expr) -> str:
     return e.text if e.atomic else f"({e.text})"
 
 
+def indexable(e: Expr) -> str:
+    """`e` as it may stand before `[` or `ᵀ`: a name or a call as it is, anything else in parentheses."""
+    return e.text if e.atomic and (e.name is not None or e.text.endswith(")")) else f"({e.text})"
+
+
 def const(value) -> torch.Tensor:
     return torch.as_tensor(value, dtype=F64)
+
+
+def top_gap(z):
+    """How far the largest element along the last axis is from the next: 0 at a tie (a kink)."""
+    top = torch.topk(z, 2, dim=-1).values if z.shape[-1] > 1 else torch.stack([z[..., 0], z[..., 0] - 1], -1)
+    return top[..., 0] - top[..., 1]
 
 
 def transpose(z):
@@ -162,6 +176,8 @@ BUILTINS = {
     "sum": guarded(no_check, torch.sum),
     "mean": guarded(no_check, torch.mean),
     "transpose": guarded(no_check, transpose),
+    "concat": guarded(no_check, lambda *xs: torch.cat(xs, -1)),
+    "argmax": guarded(lambda g, z: g.kink(top_gap(z), "argmax"), lambda z: torch.argmax(z, -1).to(F64)),
     "mse": guarded(no_check, pairwise(lambda y, t: (y - t) ** 2)),
     "mae": guarded(lambda g, y, t: g.kink(y - t, "mae"), pairwise(lambda y, t: (y - t).abs())),
     "bce": guarded(lambda g, p, t: g.unit(p, "bce"),
@@ -180,7 +196,7 @@ ELEMENTWISE = ["relu", "sigmoid", "σ", "tanh", "step", "sign", "softplus", "ide
 # a built-in the generator cannot write is a failure of test_every_builtin_and_loss_is_generated
 ARITHMETIC = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "−": lambda a, b: a - b,
-    "*": lambda a, b: a * b, "/": lambda a, b: a / b,
+    "*": lambda a, b: a * b, "⊙": lambda a, b: a * b, "/": lambda a, b: a / b,
 }
 NUMBER_SPELLINGS = {0.5: ["0.5", ".5", "5e-1"], 2.0: ["2", "2.", "2.0"], 0.1: ["0.1", "1e-1", "1E-1"],
                     1.0: ["1", "1."], 0.25: ["0.25"], 1.5: ["1.5"], 3.0: ["3"], 0.3: ["0.3"]}
@@ -329,7 +345,9 @@ class Generator:
             return self.leaf(shape)
         builders = [(3, self.g_elementwise), (2, self.g_arithmetic), (2, self.g_matmul), (1, self.g_maxmin),
                     (1, self.g_pow), (1, self.g_neg), (1, self.g_logsqrt), (1, self.g_leaky),
-                    (1, self.g_transpose)]
+                    (1, self.g_transpose), (1, self.g_index), (1, self.g_argmax)]
+        if shape and shape[-1] >= 2:
+            builders += [(1, self.g_concat)]
         if shape == ():
             builders += [(2, self.g_reduce)]
         if shape:
@@ -367,7 +385,7 @@ class Generator:
                     atomic=False)
 
     def g_arithmetic(self, shape, depth):
-        op = self.rng.choice(["+", "-", "−", "*", "/"])
+        op = self.rng.choice(["+", "-", "−", "*", "⊙", "/"])
         sa, sb = self.pair(shape)
         if op == "/":
             return self.binary(op, self.gen(sa, depth), self.positive(sb, depth),
@@ -393,6 +411,9 @@ class Generator:
             sa, sb = self.pair(shape)
             base, exponent = self.positive(sa, depth), self.gen(sb, depth)
         exp_text = exponent.text if exponent.text.startswith("-") and self.chance(0.5) else wrap(exponent)
+        sup = SUPERSCRIPTS.get(exponent.text)
+        text = (f"{indexable(base)}{sup}" if sup and self.chance(0.5)
+                else f"{wrap(base)} {spelling} {exp_text}")
 
         def value(env, g):
             b, e = base.fn(env, g), exponent.fn(env, g)
@@ -400,8 +421,7 @@ class Generator:
             if g is not None:
                 g.value(out, "^")
             return out
-        return Expr(f"{wrap(base)} {spelling} {exp_text}", broadcast(base.shape, exponent.shape),
-                    base.deps | exponent.deps, value, atomic=False)
+        return Expr(text, broadcast(base.shape, exponent.shape), base.deps | exponent.deps, value, atomic=False)
 
     def g_logsqrt(self, shape, depth):
         return self.call(self.rng.choice(["log", "sqrt"]), self.positive(shape, depth))
@@ -411,7 +431,39 @@ class Generator:
         return self.call("leaky_relu", self.gen(shape, depth), slope, shape=shape)
 
     def g_transpose(self, shape, depth):
-        return self.call("transpose", self.gen(tuple(reversed(shape)), depth), shape=shape)
+        a = self.gen(tuple(reversed(shape)), depth)
+        if self.chance(0.5):
+            return self.call("transpose", a, shape=shape)
+        return Expr(f"{indexable(a)}ᵀ", shape, a.deps, lambda env, g: transpose(a.fn(env, g)))
+
+    def g_index(self, shape, depth):
+        """`a[i]`, `a[-1]`, `a[1:]`, `a[:, j]`, ...: an operand one axis larger, or sliced."""
+        n = self.size() + 1
+        if self.chance(0.5):                              # a position: the first axis goes
+            a = self.gen((n,) + shape, depth)
+            i = self.rng.randrange(-n, n)
+            key, text = (i,), f"[{i}]"
+        elif shape:                                       # a slice of the first axis
+            n = shape[0] + self.rng.randint(0, 2)
+            a = self.gen((n,) + shape[1:], depth)
+            start = self.rng.randint(0, n - shape[0])
+            stop = start + shape[0]
+            key = (slice(start, stop),)
+            text = f"[{start if start else ''}:{stop if stop != n else ''}]"
+        else:
+            return self.leaf(shape)
+        if shape and isinstance(key[0], int) and self.chance(0.3):     # on the second axis: `a[:, i]`
+            a = self.gen(shape[:1] + a.shape[:1] + shape[1:], depth)
+            key, text = (slice(None),) + key, "[:, " + text[1:]
+        return Expr(f"{indexable(a)}{text}", shape, a.deps, lambda env, g, k=key: a.fn(env, g)[k])
+
+    def g_concat(self, shape, depth):
+        k = self.rng.randint(1, shape[-1] - 1)
+        a, b = self.gen(shape[:-1] + (k,), depth), self.gen(shape[:-1] + (shape[-1] - k,), depth)
+        return self.call("concat", a, b, shape=shape)
+
+    def g_argmax(self, shape, depth):
+        return self.call("argmax", self.gen(shape + (self.size() + 1,), depth), shape=shape)
 
     def g_reduce(self, shape, depth):
         return self.call(self.rng.choice(["sum", "mean"]), self.gen(self.shape(3), depth), shape=())
@@ -437,8 +489,9 @@ class Generator:
         scaling = () in (a.shape, b.shape)
         ops = ["", "", "@", "·", "∙", "⋅"] + (["call"] if a.name is not None else [])
         op = self.rng.choice(ops)
-        if op == "" and (wrap(b).startswith(("[", "-")) or wrap(a).endswith("]")):
-            op = "·"                                      # `W [1, 2]` would read as an index
+        if op == "" and (wrap(b).startswith(("[", "-")) or wrap(a).endswith("]")
+                         or (a.name is not None and wrap(b).startswith("("))):
+            op = "·"                  # `W [1, 2]` would read as an index, `W (z)ᵀ` as `(W(z))ᵀ`
         if op == "call":
             text = f"{a.name}({b.text})"
         elif op == "":
