@@ -66,6 +66,16 @@ def checked_input(model: Model, name: str, array, origin: str):
     return array
 
 
+def name_list(flag: str, text: str | None) -> list | None:
+    """`--wrt W1,b1`: the names, or None when the flag is absent; naming nothing is an error."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise NndslError(f"{flag} {text!r}: name values of the model, separated by commas")
+    return names
+
+
 def jsonable(value):
     """Numbers and nested lists for JSON, which has no NaN or infinity: those are written as the
     strings "nan", "inf" and "-inf"."""
@@ -125,11 +135,7 @@ def cmd_run(args) -> int:
     model = load_model(args)
     params = load_params(model, args)
     data = gather_data(model, args)
-    show = None
-    if args.show is not None:
-        show = [n.strip() for n in args.show.split(",") if n.strip()]
-        if not show:
-            raise NndslError(f"--show {args.show!r}: name values of the model, separated by commas")
+    show = name_list("--show", args.show)
     results = model.run(params, show=show, inputs=data)
     nodes = {name: model.lowered.named.get(name, model.outputs.get(name)) for name in results}
     warn_nonfinite(model, results, model.graph, list(nodes.values()), params, data)
@@ -177,11 +183,7 @@ def cmd_grad(args) -> int:
         model = model.astype("float64")
     params = load_params(model, args)
     data = gather_data(model, args)
-    wrt = None
-    if args.wrt is not None:
-        wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
-        if not wrt:
-            raise NndslError(f"--wrt {args.wrt!r}: name parameters or inputs, separated by commas")
+    wrt = name_list("--wrt", args.wrt)
     if args.check:
         inner = [n for n in wrt or () if n not in model.params and n not in model.inputs]
         if inner:

@@ -84,10 +84,16 @@ class Optimizer:
 OPTIMIZERS: dict[str, Optimizer] = {}
 
 
-def defoptimizer(name: str, **fields) -> Optimizer:
-    entry = Optimizer(name=name, **fields)
-    OPTIMIZERS[name] = entry
+def define(table: dict, kind, name: str, **fields):
+    """One entry of a registry (OPTIMIZERS or SCHEDULES), defined once."""
+    if name in table:
+        raise ValueError(f"{kind.kind} {name!r} defined twice")
+    entry = table[name] = kind(name=name, **fields)
     return entry
+
+
+def defoptimizer(name: str, **fields) -> Optimizer:
+    return define(OPTIMIZERS, Optimizer, name, **fields)
 
 
 def descend(p, direction, lr: float, scratch: bool):
@@ -192,9 +198,7 @@ SCHEDULES: dict[str, Schedule] = {}
 
 
 def defschedule(name: str, **fields) -> Schedule:
-    entry = Schedule(name=name, **fields)
-    SCHEDULES[name] = entry
-    return entry
+    return define(SCHEDULES, Schedule, name, **fields)
 
 
 defschedule("constant", hypers=(), counts="steps", doc="α",

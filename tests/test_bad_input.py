@@ -146,7 +146,7 @@ CASES = [
     ('grad --wrt unknown', M, 'grad', ['--wrt', 'nope'],
      "error: cannot differentiate with respect to 'nope': the model has no value of that name (named values: x, t, w, y, L)\n"),
     ('grad --wrt empty', M, 'grad', ['--wrt', ''],
-     "error: --wrt '': name parameters or inputs, separated by commas\n"),
+     "error: --wrt '': name values of the model, separated by commas\n"),
     ('grad --tol without --check', M, 'grad', ['--tol', '1e-3'],
      'error: --tol 0.001 sets the tolerance of --check; add --check\n'),
     ('grad --tol negative', M, 'grad', ['--check', '--tol', '-1'],
