@@ -225,3 +225,14 @@ def test_check_json_for_editors(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["error"]["span"] == [2, 8, 2, 9]
     assert doc["error"]["message"] == "expected an expression after '+', found end of line"
+
+
+def test_ops_command(capsys):
+    assert main(["ops"]) == 0
+    listing = capsys.readouterr().out
+    assert "relu(z)" in listing and "sigmoid(z), σ(z)" in listing and "concat(a, b, ...)" in listing
+    assert main(["ops", "relu"]) == 0
+    detail = capsys.readouterr().out
+    assert detail.startswith("relu: ") and "ONNX            Relu" in detail
+    assert main(["ops", "sigma"]) == 2
+    assert capsys.readouterr().err == "error: unknown op 'sigma'; did you mean 'sigmoid' (or 'σ')?\n"
