@@ -25,6 +25,7 @@ class Plan:
     leaves: dict         # node -> slot, for inputs and parameters that must be fed
     targets: list        # slots of the requested values
     size: int
+    constant_ids: frozenset = frozenset()    # ids of the constants' arrays, which results must not be
 
 
 def needed(graph: nx.DiGraph, targets) -> set:
@@ -69,7 +70,8 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
         if slot not in keep:
             frees[i].append(slot)
     steps = [(fn, args, out, tuple(free), node) for (fn, args, out, node), free in zip(raw, frees)]
-    return Plan(steps, slots, constants, leaves, target_slots, len(order))
+    return Plan(steps, slots, constants, leaves, target_slots, len(order),
+                frozenset(id(v) for _, v in constants))
 
 
 def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
@@ -95,19 +97,20 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
                     env[slot] = None
     except FloatingPointError as err:           # raised by kernels for bad data (class indices)
         raise NndslError(str(err), span_of(graph, step[4])) from None
-    return owned([env[t] for t in plan.targets], [v for _, v in plan.constants] + list(feeds.values()))
+    return owned([env[t] for t in plan.targets], plan.constant_ids, feeds)
 
 
-def owned(values: list, shared: list) -> list:
+def owned(values: list, constant_ids: frozenset, feeds: dict) -> list:
     """The values, each an array no one else holds: a constant the plan keeps, an array the
     caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied;
     a NumPy scalar becomes a 0-d array."""
-    seen = {id(v) for v in shared}
-    out = []
+    fed = {id(v) for v in feeds.values()}
+    out, seen = [], set()
     for v in values:
         if not isinstance(v, np.ndarray):          # a NumPy scalar from a reduction: a 0-d array
             v = np.asarray(v)
-        elif v.base is not None or id(v) in seen or not v.flags.writeable:
+        elif (v.base is not None or not v.flags.writeable or id(v) in constant_ids or id(v) in fed
+              or id(v) in seen):
             v = v.copy()
         seen.add(id(v))
         out.append(v)

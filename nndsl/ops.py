@@ -282,10 +282,21 @@ def sum_to_kernel(info: KernelInfo):
     return fn
 
 
-def broadcast_fwd(x, ref):
-    """x broadcast against ref (operands aligned as for any elementwise op): the joint shape."""
-    shape = np.broadcast_shapes(x.shape, ref.shape)
-    return x if x.shape == shape else np.broadcast_to(x, shape)
+def broadcast_like_kernel(info: KernelInfo):
+    """x broadcast against ref to their joint shape and batch (the node's), which is known but for
+    the batch size: no shape arithmetic at run time."""
+    shape = info.shape
+    if not info.batched:
+        return lambda x, ref: x if x.shape == shape else np.broadcast_to(x, shape)
+    x_batched = info.arg_batched[0]
+    pad = len(shape) - len(info.arg_shapes[0])
+
+    def fn(x, ref):
+        if x_batched and pad:                    # a batched x of lower rank: its axes align at the end
+            x = x.reshape(x.shape[:1] + (1,) * pad + x.shape[1:])
+        target = ((x if x_batched else ref).shape[0],) + shape
+        return x if x.shape == target else np.broadcast_to(x, target)
+    return fn
 
 
 def batch_size_kernel(info: KernelInfo):
@@ -1012,7 +1023,7 @@ defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel,
       formula="x summed over the axes, and the batch, that broadcasting added",
       derivative="the incoming gradient broadcast back to x's shape",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
-defop("broadcast_like", arity=2, shape=broadcast, forward=broadcast_fwd, elementwise=True,
+defop("broadcast_like", arity=2, shape=broadcast, forward=None, kernel_factory=broadcast_like_kernel, elementwise=True,
       onnx=onnx_broadcast_like,
       callable=False, doc="broadcasts its first argument against its second: to their joint shape and batch",
       signature="internal: made by the differentiator",
