@@ -3,6 +3,11 @@
 `schedule` picks the nodes the targets need, orders them topologically (networkx, iterative),
 specialises each node's kernel to its shapes and batch layout once, and records after which
 step each value is read for the last time, so it can be dropped there. `execute` is the loop.
+
+A plan that runs a second time is compiled (`compile_plan`): its steps become one straight-line
+Python function, a line per step and `del` after a value's last use, so a training loop pays no
+interpretation per op. The generated source holds slot numbers and registry op names only;
+nothing from a model file is ever part of it.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ class Plan:
     targets: list        # slots of the requested values
     size: int
     constant_ids: frozenset = frozenset()    # ids of the constants' arrays, which results must not be
+    runs: int = 0                            # how often it ran; compiled when it runs again
+    compiled: object = None                  # feeds -> target values, from compile_plan
 
 
 def needed(graph: nx.DiGraph, targets) -> set:
@@ -75,7 +82,43 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
 
 
 def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
-    """Runs the plan; `feeds` maps every leaf node of the plan to its array."""
+    """Runs the plan; `feeds` maps every leaf node of the plan to its array. The first run
+    interprets the steps; later runs call the compiled plan (an error there is found again by
+    interpreting, which knows the step, and so the node and its source line)."""
+    plan.runs += 1
+    if plan.runs > 1:
+        if plan.compiled is None:
+            plan.compiled = compile_plan(plan)
+        try:
+            return owned(plan.compiled(feeds), plan.constant_ids, feeds)
+        except FloatingPointError:
+            pass
+    return interpret(plan, graph, feeds)
+
+
+def compile_plan(plan: Plan):
+    """The plan as one straight-line function of the feeds: `v7 = k3(v2, v5)` per step, `del`
+    after each value's last use. Only slot numbers, node ids (ints) and registry op names (in
+    comments) are written into the source; kernels and constants are passed in by name."""
+    namespace = {}
+    lines = ["def run(feeds):"]
+    for node, slot in plan.leaves.items():
+        lines.append(f"    v{slot} = feeds[{int(node)}]")
+    for slot, value in plan.constants:
+        namespace[f"c{slot}"] = value
+        lines.append(f"    v{slot} = c{slot}")
+    for i, (fn, args, out, free, node) in enumerate(plan.steps):
+        namespace[f"k{i}"] = fn
+        lines.append(f"    v{out} = k{i}({', '.join(f'v{a}' for a in args)})")
+        if free:
+            lines.append(f"    del {', '.join(f'v{slot}' for slot in free)}")
+    lines.append(f"    return [{', '.join(f'v{t}' for t in plan.targets)}]")
+    exec(compile("\n".join(lines), "<nndsl compiled plan>", "exec"), namespace)
+    return namespace["run"]
+
+
+def interpret(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
+    """The plan's steps, one at a time."""
     env = [None] * plan.size
     for slot, value in plan.constants:
         env[slot] = value
@@ -104,15 +147,16 @@ def owned(values: list, constant_ids: frozenset, feeds: dict) -> list:
     """The values, each an array no one else holds: a constant the plan keeps, an array the
     caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied;
     a NumPy scalar becomes a 0-d array."""
-    fed = {id(v) for v in feeds.values()}
-    out, seen = [], set()
+    taken = {id(v) for v in feeds.values()}      # the caller's arrays, then those already returned
+    out = []
     for v in values:
-        if not isinstance(v, np.ndarray):          # a NumPy scalar from a reduction: a 0-d array
+        if type(v) is not np.ndarray:              # a NumPy scalar from a reduction: a 0-d array
             v = np.asarray(v)
-        elif (v.base is not None or not v.flags.writeable or id(v) in constant_ids or id(v) in fed
-              or id(v) in seen):
-            v = v.copy()
-        seen.add(id(v))
+        else:
+            i = id(v)
+            if v.base is not None or i in constant_ids or i in taken or not v.flags.writeable:
+                v = v.copy()
+        taken.add(id(v))
         out.append(v)
     return out
 
