@@ -20,7 +20,7 @@ from .lower import lower
 from .ops import fmt_shape
 from .parser import parse, read_source
 from .resolve import batch_problem, resolve, shape_problem
-from .rewrite import rewrite_stable
+from .rewrite import rewrite_stable, simplify_backward
 from .settings import KEYS, merge, statement_layer, value_node
 
 
@@ -362,6 +362,7 @@ class Model:
             graph, objective = self.objective_graph()
             nodes = [self.lowered.named[name] for name in wrt]
             graph, grads = differentiate(graph, objective, nodes)
+            simplify_backward(graph, [objective, *grads.values()])
             cached = self._grad_graphs[wrt] = (graph, objective, {n: grads[self.lowered.named[n]] for n in wrt})
         return cached
 

@@ -4,8 +4,8 @@ An entry holds the op's name, arity, shape rule, forward computation (NumPy), gr
 (one vector-Jacobian product per argument, written with registry ops so the backward graph is
 an ordinary graph) and the slots other parts read: `symbol` (how messages name an infix op),
 `onnx` (the ONNX mapping), `look` (how DOT draws its nodes), `leaf` (the interpreter feeds it),
-`stable` (the rewrite pass), `correct` (training accuracy), `class_index` (data checks) and
-`kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
+`stable` and `units` (the rewrite passes), `correct` (training accuracy), `class_index` (data
+checks) and `kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
 
 Shapes are per sample. At run time a value computed from an input carries one extra leading
 batch axis; the registry's forward functions are written for that layout (reductions use
@@ -79,6 +79,7 @@ class Op:
     kink: Callable | None = None
     attrs: tuple = ()                     # static attributes its shape rule and kernel read
     leaf: bool = False                    # fed from outside at run time: inputs and parameters
+    units: dict = field(default_factory=dict)    # {argument position: the constant that leaves the other}
     look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
 
     def rule(self, position: int):
@@ -782,21 +783,21 @@ defop("const", arity=0, shape=scalar, forward=None, kernel_factory=const_kernel,
       derivative="none: a constant has no gradient")
 
 # elementwise arithmetic
-defop("add", arity=2, shape=broadcast, callable=False, forward=np.add, elementwise=True, symbol="+",
+defop("add", arity=2, shape=broadcast, callable=False, forward=np.add, elementwise=True, symbol="+", units={0: 0.0, 1: 0.0},
       onnx=onnx_same("Add"),
       doc="elementwise sum",
       signature="a + b", formula="a + b per element, broadcasting (NumPy rules, per sample)",
       derivative="∂/∂a = ∂/∂b = 1; a side that was broadcast gets its gradient summed over the broadcast axes",
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: g))
-defop("sub", arity=2, shape=broadcast, callable=False, forward=np.subtract, elementwise=True, symbol="-",
+defop("sub", arity=2, shape=broadcast, callable=False, forward=np.subtract, elementwise=True, symbol="-", units={1: 0.0},
       onnx=onnx_same("Sub"),
       doc="elementwise difference",
       signature="a - b or a − b", formula="a − b per element, broadcasting",
       derivative="∂/∂a = 1, ∂/∂b = −1",
       vjp=(lambda d, g, out, a, b: g,
            lambda d, g, out, a, b: d.neg(g)))
-defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*",
+defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*", units={0: 1.0, 1: 1.0},
       onnx=onnx_same("Mul"),
       batch_reducible=True,
       doc="elementwise product, and scaling by a scalar",
@@ -804,7 +805,7 @@ defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elem
       derivative="∂/∂a = b, ∂/∂b = a",
       vjp=(lambda d, g, out, a, b: d.mul(g, b),
            lambda d, g, out, a, b: d.mul(g, a)))
-defop("div", arity=2, shape=broadcast, callable=False, forward=np.divide, elementwise=True, symbol="/",
+defop("div", arity=2, shape=broadcast, callable=False, forward=np.divide, elementwise=True, symbol="/", units={1: 1.0},
       onnx=onnx_same("Div"),
       doc="elementwise quotient",
       signature="a / b", formula="a / b per element, broadcasting",

@@ -1,14 +1,20 @@
-"""Pass 4, rewrite: replace numerically fragile compositions by their stable fused ops.
+"""Rewrites: stable fused ops for fragile compositions (pass 4), and a simpler backward graph.
 
-An op's registry entry lists, in `stable`, which producer of its first argument it fuses with:
-`bce(sigmoid(z), t)` becomes `bce_logits(z, t)`, `log(softmax(z))` becomes `log_softmax(z)`, and
-so on. The producer stays in the graph only while something else still reads it.
+`rewrite_stable`: an op's registry entry lists, in `stable`, which producer of its first argument
+it fuses with: `bce(sigmoid(z), t)` becomes `bce_logits(z, t)`, `log(softmax(z))` becomes
+`log_softmax(z)`, and so on. The producer stays in the graph only while something else reads it.
+
+`simplify_backward`: what the gradient rules write generically and a hand-written step would not
+compute: a product with the constant 1 or a sum with 0 (an op's `units` in the registry), and a
+`broadcast_like` whose consumer broadcasts its operands anyway. Then what nothing needs goes.
 """
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 
 from .graph import arguments
+from .interpreter import needed
 from .ops import REGISTRY
 
 
@@ -37,3 +43,68 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
         if graph.out_degree(args[0]) == 0 and graph.nodes[args[0]]["name"] is None:
             graph.remove_node(args[0])
     return graph
+
+
+def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
+    """Removes redundant backward nodes in place; `keep` (the objective and the gradients) stay."""
+    kept = set(keep)
+    for node in list(nx.topological_sort(graph)):
+        attrs = graph.nodes[node]
+        if attrs.get("role") != "backward" or node in kept:
+            continue
+        op = REGISTRY[attrs["op"]]
+        args = arguments(graph, node)
+        if attrs["op"] == "broadcast_like":
+            bypass_broadcast(graph, node, args[0])
+            continue
+        if "grad_of" in attrs:                   # a value's gradient stays in the graph, as drawn
+            continue
+        for position, unit in op.units.items():
+            other = args[1 - position]
+            if is_constant(graph, args[position], unit) and same_layout(graph, other, node):
+                redirect(graph, node, other)
+                break
+    alive = needed(graph, keep)
+    graph.remove_nodes_from([n for n in list(graph) if n not in alive and graph.nodes[n].get("role") == "backward"])
+    return graph
+
+
+def is_constant(graph: nx.DiGraph, node, value: float) -> bool:
+    attrs = graph.nodes[node]
+    return attrs["op"] == "const" and np.shape(attrs["value"]) == () and float(attrs["value"]) == value
+
+
+def same_layout(graph: nx.DiGraph, a, b) -> bool:
+    x, y = graph.nodes[a], graph.nodes[b]
+    return x["shape"] == y["shape"] and x["batched"] == y["batched"]
+
+
+def redirect(graph: nx.DiGraph, node, other) -> None:
+    """Every reader of `node` reads `other` instead; `node` goes."""
+    for _, consumer, data in list(graph.out_edges(node, data=True)):
+        reroute(graph, node, other, consumer, data["positions"])
+    graph.remove_node(node)
+
+
+def reroute(graph: nx.DiGraph, old, new, consumer, positions: tuple) -> None:
+    graph.remove_edge(old, consumer)
+    if graph.has_edge(new, consumer):
+        edge = graph.edges[new, consumer]
+        edge["positions"] = tuple(sorted(edge["positions"] + positions))
+        edge["arg"] = edge["positions"][0]
+    else:
+        graph.add_edge(new, consumer, arg=positions[0], positions=positions)
+
+
+def bypass_broadcast(graph: nx.DiGraph, node, x) -> None:
+    """An elementwise consumer of `broadcast_like(x, ref)` reads x itself when its result keeps
+    its shape and batch: the consumer broadcasts as well."""
+    for _, consumer, data in list(graph.out_edges(node, data=True)):
+        c = graph.nodes[consumer]
+        if not REGISTRY[c["op"]].elementwise:
+            continue
+        others = [a for a in arguments(graph, consumer) if a != node]
+        shapes = [graph.nodes[a]["shape"] for a in others] + [graph.nodes[x]["shape"]]
+        batched = any(graph.nodes[a]["batched"] for a in others) or graph.nodes[x]["batched"]
+        if np.broadcast_shapes(*shapes) == c["shape"] and batched == c["batched"]:
+            reroute(graph, node, x, consumer, data["positions"])

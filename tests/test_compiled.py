@@ -74,3 +74,52 @@ def test_the_generated_source_holds_no_model_text():
     assert all(name.startswith(("v", "k", "c", "feeds")) for name in code.co_varnames + code.co_names)
     assert execute(plan, graph, {model.inputs["x"]: np.ones((1,), np.float32),
                                  model.params["évil"]: np.float32(2)})[0] == 1.0
+
+
+def unsimplified_and_simplified(model, params, data):
+    """Loss and gradients from the backward graph as differentiate writes it, and as the model
+    runs it (simplified)."""
+    from nndsl.autodiff import differentiate
+    from nndsl.interpreter import schedule
+    objective_graph, objective = model.objective_graph()
+    raw, grads = differentiate(objective_graph, objective, [model.params[n] for n in model.params])
+    feeds, _ = model.feeds(data)
+    feeds.update({model.params[n]: v for n, v in model.check_params(params).items()})
+    targets = [objective] + [grads[model.params[n]] for n in model.params]
+    plain = interpret(schedule(raw, targets, model.dtype), raw, feeds)
+    loss, simplified = model.grad(params, inputs=data)
+    return plain, [loss, *simplified.values()], len(raw), len(model.gradient_graph(tuple(model.params))[0])
+
+
+@pytest.mark.parametrize("path", WITH_LOSS, ids=lambda p: p.stem)
+def test_simplified_backward_graph_equals_the_plain_one_on_every_model(path):
+    model = nndsl.load(path, dtype="float64")
+    data = model.default_data()
+    rng = np.random.default_rng(0)
+    for name, shape in model.input_shapes().items():
+        data.setdefault(name, rng.normal(size=(3,) + shape))
+    plain, simplified, before, after = unsimplified_and_simplified(model, model.init(seed=1), data)
+    for a, b in zip(plain, simplified):
+        np.testing.assert_allclose(np.squeeze(a), np.squeeze(b), rtol=1e-12, atol=1e-15)
+    assert after <= before
+
+
+@pytest.mark.parametrize("seed", range(1, 300, 6))
+def test_simplified_backward_graph_equals_the_plain_one_on_generated_programs(seed):
+    program = generate(seed)
+    model = nndsl.compile(program.source, dtype="float64")
+    if not model.params:
+        pytest.skip("a program without parameters has no gradient plan")
+    plain, simplified, _, _ = unsimplified_and_simplified(model, model.init(seed=seed), dict(program.data))
+    for a, b in zip(plain, simplified):
+        np.testing.assert_allclose(np.squeeze(a), np.squeeze(b), rtol=1e-12, atol=1e-15)
+
+
+def test_simplification_removes_what_a_hand_written_step_would_not_compute():
+    model = nndsl.load("models/xor.nn")
+    graph, objective, grads = model.gradient_graph(tuple(model.params))
+    ops = [graph.nodes[n]["op"] for n in graph if graph.nodes[n]["role"] == "backward"]
+    assert "broadcast_like" not in ops                      # 1/B times a batched value: mul broadcasts
+    ones = [n for n in graph if graph.nodes[n]["op"] == "mul"
+            and any(graph.nodes[a]["op"] == "const" and graph.nodes[a]["value"] == 1.0 for a in graph.predecessors(n))]
+    assert ones == []
