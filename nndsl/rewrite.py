@@ -5,8 +5,10 @@ it fuses with: `bce(sigmoid(z), t)` becomes `bce_logits(z, t)`, `log(softmax(z))
 `log_softmax(z)`, and so on. The producer stays in the graph only while something else reads it.
 
 `simplify_backward`: what the gradient rules write generically and a hand-written step would not
-compute: a product with the constant 1 or a sum with 0 (an op's `units` in the registry), and a
-`broadcast_like` whose consumer broadcasts its operands anyway. Then what nothing needs goes.
+compute: a value computed already (a common subexpression: the sigmoid a fused loss's gradient
+needs, when the forward pass has it), a product with the constant 1 or a sum with 0 (an op's
+`units` in the registry), and a `broadcast_like` whose consumer broadcasts its operands anyway.
+Then what nothing needs goes.
 """
 from __future__ import annotations
 
@@ -48,10 +50,17 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
 def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
     """Removes redundant backward nodes in place; `keep` (the objective and the gradients) stay."""
     kept = set(keep)
+    seen: dict = {}                               # what a node computes -> the first node computing it
     for node in list(nx.topological_sort(graph)):
         attrs = graph.nodes[node]
+        key = computation(graph, node)
         if attrs.get("role") != "backward" or node in kept:
+            seen.setdefault(key, node)
             continue
+        if key in seen and "grad_of" not in attrs:    # computed already: read that instead
+            redirect(graph, node, seen[key])
+            continue
+        seen.setdefault(key, node)
         op = REGISTRY[attrs["op"]]
         args = arguments(graph, node)
         if attrs["op"] == "broadcast_like":
@@ -67,6 +76,20 @@ def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
     alive = needed(graph, keep)
     graph.remove_nodes_from([n for n in list(graph) if n not in alive and graph.nodes[n].get("role") == "backward"])
     return graph
+
+
+def computation(graph: nx.DiGraph, node) -> tuple:
+    """What a node computes, as a key: equal keys, equal values (common subexpressions). Leaves
+    are their own; a constant is its value."""
+    attrs = graph.nodes[node]
+    op = REGISTRY[attrs["op"]]
+    if op.leaf:
+        return ("leaf", node)
+    static = tuple(attrs[a] for a in op.attrs)
+    if attrs["op"] == "const":
+        value = np.asarray(attrs["value"])
+        static = (value.shape, value.tobytes())
+    return (attrs["op"], tuple(arguments(graph, node)), static, attrs["shape"], attrs["batched"])
 
 
 def is_constant(graph: nx.DiGraph, node, value: float) -> bool:
