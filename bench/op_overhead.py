@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import nndsl
+from _common import default_anchors
 
 
 def chain(n: int, size: int) -> str:
@@ -30,7 +30,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--sizes", default="1,100")
-    ap.add_argument("--anchors", default=str(Path(__file__).resolve().parents[2] / "shared" / "bench" / "anchors"))
+    ap.add_argument("--anchors", default=default_anchors())
     ap.add_argument("--repeat", type=int, default=9)
     args = ap.parse_args()
     sys.path.insert(0, args.anchors)

@@ -27,11 +27,11 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import nndsl
+from _common import default_anchors
 
 GOAL = 1.10
 
@@ -177,7 +177,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--workloads", default="xor,mlp")
-    ap.add_argument("--anchors", default=str(Path(__file__).resolve().parents[2] / "shared" / "bench" / "anchors"))
+    ap.add_argument("--anchors", default=default_anchors())
     args = ap.parse_args()
     sys.path.insert(0, args.anchors)
     import mlp_step as anchor
