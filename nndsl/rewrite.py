@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .graph import arguments
+from .graph import arguments, topological_order
 from .ops import REGISTRY
 
 
 def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
-    for node in list(nx.topological_sort(graph)):
+    for node in topological_order(graph):
         attrs = graph.nodes[node]
         fused = REGISTRY[attrs["op"]].stable
         if not fused:
