@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import NndslError
-from .graph import GraphBuilder, arguments, span_of
+from .graph import GraphBuilder, arguments, span_of, topological_order
 from .interpreter import needed
 from .ops import REGISTRY, broadcast
 
@@ -35,18 +35,18 @@ class RuleBuilder:
         args = [self.const(a) if isinstance(a, float) else a for a in args]
         extra = {}
         if like is not None:
-            extra = dict(shape=self.shape(like), batched=self.builder.graph.nodes[like]["batched"])
+            extra = dict(shape=self.shape(like), batched=self.builder.nodes[like]["batched"])
         return self.builder.add(opname, *args, span=self.span, **self.where, **extra, **attrs)
 
     def attr(self, node, name: str):
         """A static attribute of a forward node (an index's `subscripts`)."""
-        return self.builder.graph.nodes[node][name]
+        return self.builder.nodes[node][name]
 
     def const(self, value):
         return self.builder.const(value, span=self.span, **self.where)
 
     def shape(self, node) -> tuple:
-        return self.builder.graph.nodes[node]["shape"]
+        return self.builder.nodes[node]["shape"]
 
 
 def batch_mean(builder: GraphBuilder, loss):
@@ -64,18 +64,20 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, 
     graph = graph.copy()
     builder = GraphBuilder(graph, role="backward")
     d = RuleBuilder(builder)
+    nodes = builder.nodes
     relevant = needed(graph, [objective]) & downstream(graph, wrt)
     contributions: dict = {objective: [d.const(1.0)]}
     result = {}
-    for node in reversed(list(nx.topological_sort(graph.subgraph(relevant)))):
+    targets = set(wrt)
+    for node in reversed(topological_order(graph, relevant)):
         parts = contributions.pop(node, None)
         if not parts:
             continue
-        attrs = graph.nodes[node]
+        attrs = nodes[node]
         d.span, d.where = span_of(graph, node), dict(scope=attrs["scope"], call=attrs["call"])
         g = parts[0] if len(parts) == 1 else builder.add("accumulate", *parts, span=d.span, **d.where)
-        graph.nodes[g].setdefault("grad_of", node)
-        if node in wrt:
+        nodes[g].setdefault("grad_of", node)
+        if node in targets:
             result[node] = g
         op = REGISTRY[attrs["op"]]
         args = arguments(graph, node)
@@ -93,11 +95,11 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, 
             contributions.setdefault(arg, []).append(unbroadcast(d, part, arg, fresh=part >= first_new))
     for node in wrt:
         if node not in result:
-            attrs = graph.nodes[node]
+            attrs = nodes[node]
             d.span, d.where = span_of(graph, node), dict(scope=attrs["scope"], call=attrs["call"])
             zero = d.const(np.zeros(attrs["shape"]))
             result[node] = zero if not attrs["batched"] else builder.add("broadcast_like", zero, node, span=d.span)
-            graph.nodes[result[node]]["grad_of"] = node
+            nodes[result[node]]["grad_of"] = node
     return graph, result
 
 
@@ -120,7 +122,7 @@ def unbroadcast(d: RuleBuilder, part, target, fresh: bool):
     operands, but a rule may return it smaller than its target, or only broadcast-compatible
     with it (the gradient of bce(p, t) with respect to t reads only p). So it is first
     broadcast against the target, to their joint shape and batch layout, then summed down."""
-    nodes = d.builder.graph.nodes
+    nodes = d.builder.nodes
     p, t = nodes[part], nodes[target]
     if p["shape"] == t["shape"] and p["batched"] == t["batched"]:
         return part

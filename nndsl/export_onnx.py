@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import NndslError
-from .graph import arguments, span_of
+from .graph import arguments, span_of, topological_order
 from .interpreter import needed
 from .ops import REGISTRY
 
@@ -171,7 +171,7 @@ class OnnxExporter:
     def build(self, graph: nx.DiGraph, targets: dict, title: str, doc: str = ""):
         """An ONNX ModelProto computing `targets` ({output name: node}) of `graph`."""
         helper = self.helper
-        order = list(nx.topological_sort(graph.subgraph(needed(graph, list(targets.values())))))
+        order = topological_order(graph, needed(graph, list(targets.values())))
         taken = {graph.nodes[n]["name"] for n in order if graph.nodes[n]["name"]} | set(targets)
         values: dict = {}
         used: set = set()

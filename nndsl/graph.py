@@ -17,13 +17,62 @@ from .errors import NndslError, Span
 from .ops import REGISTRY, ShapeError, fmt_shape
 
 
+# The passes over big graphs read networkx's own dicts (`graph._node`: {node: attributes};
+# `graph._pred`, `graph._succ`: {node: {neighbour: edge attributes}}), never writing them: its
+# views (`graph.nodes[n]`, `graph.pred[n]`) cost several Python calls per access, which over
+# tens of thousands of nodes added up to a good part of the time spent compiling.
+def attributes(graph: nx.DiGraph) -> dict:
+    """{node: its attribute dict}, the graph's own (changing an attribute changes the graph)."""
+    return graph._node
+
+
 def arguments(graph: nx.DiGraph, node) -> list:
     """The node's arguments in order."""
     slots: dict[int, object] = {}
-    for src, _, data in graph.in_edges(node, data=True):
+    for src, data in graph._pred[node].items():
         for pos in data["positions"]:
             slots[pos] = src
     return [slots[i] for i in range(len(slots))]
+
+
+def topological_order(graph: nx.DiGraph, nodes=None) -> list:
+    """`nodes` (every node by default) in exactly the order of
+    `networkx.topological_sort(graph.subgraph(nodes))`, several times faster than on the view.
+
+    The order must be networkx's own: the backward graph's node ids follow it, and so does the
+    order in which diagnostics meet nodes. networkx sorts by generations (Kahn): first the nodes
+    without predecessors among `nodes`, then each generation's successors in turn as their last
+    predecessor is taken. A subgraph view iterates its node set, built as below, when that set is
+    less than half the graph, and the graph's nodes in order otherwise; a node's successors
+    always in the order their edges were added."""
+    succ, pred = graph._succ, graph._pred
+    keep = set(n for n in (graph if nodes is None else nodes) if n in succ)
+    candidates = keep if 2 * len(keep) < len(succ) else [n for n in graph if n in keep]
+    waiting = {}                        # node -> predecessors not yet taken
+    ready = []
+    for node in candidates:
+        count = 0
+        for p in pred[node]:
+            if p in keep:
+                count += 1
+        if count:
+            waiting[node] = count
+        else:
+            ready.append(node)
+    order = []
+    while ready:
+        generation, ready = ready, []
+        for node in generation:
+            for child in succ[node]:
+                if child in keep:
+                    waiting[child] -= 1
+                    if not waiting[child]:
+                        del waiting[child]
+                        ready.append(child)
+        order += generation
+    if waiting:
+        raise nx.NetworkXUnfeasible("the graph has a cycle")
+    return order
 
 
 def span_of(graph: nx.DiGraph, node) -> Span | None:
@@ -36,16 +85,18 @@ class GraphBuilder:
 
     def __init__(self, graph: nx.DiGraph | None = None, role: str = "forward"):
         self.graph = graph if graph is not None else nx.DiGraph()
+        self.nodes = attributes(self.graph)
         self.role = role
         self.next_id = max(self.graph.nodes, default=-1) + 1
 
     def add(self, opname: str, *args, span: Span | None = None, name: str | None = None, scope: str = "", call: str = "",
             shape: tuple | None = None, batched: bool | None = None, what: str | None = None, **attrs):
         op = REGISTRY[opname]
-        nodes = self.graph.nodes
+        nodes = self.nodes
         if shape is None:
+            static = {k: attrs[k] for k in op.attrs} if op.attrs else {}
             try:
-                shape = tuple(op.shape(*[nodes[a]["shape"] for a in args], **{k: attrs[k] for k in op.attrs}))
+                shape = tuple(op.shape(*[nodes[a]["shape"] for a in args], **static))
             except ShapeError as err:
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
         if batched is None:
@@ -55,11 +106,11 @@ class GraphBuilder:
         self.graph.add_node(node, op=opname, shape=shape, batched=batched, name=name,
                             span=span.as_tuple() if span else None, scope=scope, call=call, role=self.role,
                             **attrs)
+        positions: dict = {}            # argument -> where it is read, in order of first reading
         for pos, a in enumerate(args):
-            if self.graph.has_edge(a, node):
-                self.graph.edges[a, node]["positions"] += (pos,)
-            else:
-                self.graph.add_edge(a, node, arg=pos, positions=(pos,))
+            positions[a] = positions.get(a, ()) + (pos,)
+        for a, where in positions.items():
+            self.graph.add_edge(a, node, arg=where[0], positions=where)
         return node
 
     def const(self, value, span: Span | None = None, **attrs):

@@ -1,8 +1,9 @@
 """Passes 6 and 7, schedule and execute: one small loop runs any graph, forward or backward.
 
-`schedule` picks the nodes the targets need, orders them topologically (networkx, iterative),
-specialises each node's kernel to its shapes and batch layout once, and records after which
-step each value is read for the last time, so it can be dropped there. `execute` is the loop.
+`schedule` picks the nodes the targets need, orders them topologically (in networkx's order,
+iteratively), specialises each node's kernel to its shapes and batch layout once, and records
+after which step each value is read for the last time, so it can be dropped there. `execute`
+is the loop.
 
 A plan that runs a second time is compiled (`compile_plan`): its steps become one straight-line
 Python function, a line per step and `del` after a value's last use, so a training loop pays no
@@ -17,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import NndslError
-from .graph import arguments, span_of
+from .graph import arguments, attributes, span_of, topological_order
 from .ops import REGISTRY, KernelInfo, kernel
 
 
@@ -38,8 +39,9 @@ class Plan:
 def needed(graph: nx.DiGraph, targets) -> set:
     seen = set(targets)
     stack = list(targets)
+    preds = graph._pred                 # {node: {predecessor: edge attributes}}; see nndsl.graph
     while stack:
-        for pred in graph.predecessors(stack.pop()):
+        for pred in preds[stack.pop()]:
             if pred not in seen:
                 seen.add(pred)
                 stack.append(pred)
@@ -48,24 +50,25 @@ def needed(graph: nx.DiGraph, targets) -> set:
 
 def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     dtype = np.dtype(dtype)
-    order = list(nx.topological_sort(graph.subgraph(needed(graph, targets))))
+    order = topological_order(graph, needed(graph, targets))
     slots = {node: i for i, node in enumerate(order)}
-    nodes = graph.nodes
+    nodes = attributes(graph)
     raw, constants, leaves = [], [], {}
-    for node in order:
+    for slot, node in enumerate(order):
         attrs = nodes[node]
         op = REGISTRY[attrs["op"]]
         if op.leaf:
-            leaves[node] = slots[node]
+            leaves[node] = slot
             continue
         args = arguments(graph, node)
-        info = KernelInfo(attrs["shape"], attrs["batched"], tuple(nodes[a]["shape"] for a in args),
-                          tuple(nodes[a]["batched"] for a in args), attrs, dtype)
+        argattrs = [nodes[a] for a in args]
+        info = KernelInfo(attrs["shape"], attrs["batched"], tuple([a["shape"] for a in argattrs]),
+                          tuple([a["batched"] for a in argattrs]), attrs, dtype)
         fn = kernel(op, info)
         if not args:
-            constants.append((slots[node], fn()))
+            constants.append((slot, fn()))
             continue
-        raw.append((fn, tuple(slots[a] for a in args), slots[node], node))
+        raw.append((fn, tuple([slots[a] for a in args]), slot, node))
     target_slots = [slots[t] for t in targets]
     last_use = {}
     for i, (_, args, _, _) in enumerate(raw):
@@ -164,7 +167,7 @@ def owned(values: list, constant_ids: frozenset, feeds: dict) -> list:
 def all_values(graph: nx.DiGraph, nodes, feeds: dict, dtype) -> dict:
     """{node: value} for every one of `nodes` (and nothing freed), in the order they run: for
     diagnostics, not for speed."""
-    order = list(nx.topological_sort(graph.subgraph(needed(graph, list(nodes)))))
+    order = topological_order(graph, needed(graph, list(nodes)))
     order.sort(key=lambda n: graph.nodes[n].get("role") == "backward")     # forward first: still topological
     return dict(zip(order, execute(schedule(graph, order, dtype), graph, feeds)))
 

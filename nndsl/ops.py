@@ -116,6 +116,8 @@ def lookup(name: str) -> Op | None:
 
 # ---- shape rules -------------------------------------------------------------------------
 def broadcast(*shapes: Shape) -> Shape:
+    if shapes and all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0])         # the common case, without NumPy's slower general rule
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:

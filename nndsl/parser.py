@@ -1,13 +1,15 @@
 """Pass 1, parse: source text -> `syntax.Program`, or an NndslError pointing at the problem."""
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
 
 from . import syntax as S
@@ -30,7 +32,9 @@ def grammar_text() -> str:
 
 class BracketNewlines(PostLex):
     """Drops newlines inside ( ) and [ ] so an expression may continue; tells an index's `[`
-    (_INDEX_LSQB) from an array literal's; ends the file with a newline."""
+    (_INDEX_LSQB) from an array literal's; ends the file with a newline. Keeps the tokens an
+    error message may need in `history`: those since the newline before the current statement
+    (an error concerns the statement it is in, or the one just ended by a newline)."""
 
     always_accept = ("_NL", "LSQB")
 
@@ -42,6 +46,7 @@ class BracketNewlines(PostLex):
         last = None
         closed_index = False            # whether `last` is the `]` of an index
         self.history = []
+        newline = 0                     # where in `history` the last statement-ending newline is
         for tok in stream:
             if tok.type == "_NL" and brackets:
                 continue
@@ -52,19 +57,15 @@ class BracketNewlines(PostLex):
                 brackets.append(tok.type)
             elif tok.type in CLOSERS and brackets:
                 closed_index = brackets.pop() == "_INDEX_LSQB"
+            if tok.type == "_NL":       # outside brackets: it ends a statement
+                del self.history[:newline]
+                newline = len(self.history)
             self.history.append(tok)
             last = tok
             yield tok
         if last is None or last.type != "_NL":
             end = Token.new_borrow_pos("_NL", "\n", last) if last is not None else Token("_NL", "\n", 0, 1, 1, 1, 1, 0)
             yield end
-
-
-_lock = threading.Lock()
-_comments: list[Token] = []
-_postlex = BracketNewlines()
-_parser = Lark(grammar_text(), parser="lalr", start=["start", "value", "flag_value"], propagate_positions=True,
-               maybe_placeholders=True, postlex=_postlex, lexer_callbacks={"COMMENT": _comments.append})
 
 
 def read_source(path) -> str:
@@ -105,50 +106,122 @@ def parse_number(tok: Token) -> S.Number:
     return S.Number(float(tok), str(tok), span_of(tok))
 
 
-@v_args(meta=True, inline=True)
-class ToSyntax(Transformer_NonRecursive):
-    """Builds frozen syntax nodes; any rule without a method here is a bug and fails loudly."""
+@dataclass(frozen=True)
+class Spanned:
+    """A rule's value whose own span is not the rule's extent: a parenthesised expression (the
+    expression's span leaves out the parentheses, the enclosing rule's takes them in) or a
+    shape (a tuple of sizes). The enclosing rule's callback unwraps it."""
+
+    value: object
+    span: Span
+
+
+# The terminals the grammar names (`NAME: ...`) are the children a rule's builder receives; the
+# other tokens (keywords and punctuation written in quotes, and `_NL`, `_INDEX_LSQB`) only mark
+# where a rule starts and ends, as Lark's parse trees leave them out.
+NAMED_TERMINALS = frozenset(re.findall(r"^([A-Z][A-Z0-9_]*)\s*:", grammar_text(), re.MULTILINE))
+
+
+def rule_callback(build):
+    """`build(self, span, *children)` as the callback Lark calls when it reduces a rule.
+
+    Lark hands over every child (`keep_all_tokens`), with None for an absent optional part
+    (`maybe_placeholders`). The rule's span runs from its first child to its last, as Lark's
+    `propagate_positions` would place it: `param W[2]` from `param`, `f(x)` to its `)`, `(a + b) c`
+    from the `(`. After an error the parse goes on, building nothing, so that a syntax error
+    further on is still reported first, as when the tree was built after parsing."""
+    def callback(self, children):
+        if self.error is not None:
+            return None
+        first = last = None
+        args = []
+        for child in children:
+            if child is None:
+                args.append(None)
+                continue
+            if isinstance(child, Token):
+                extent = child                  # a Token has a Span's line, column, end_line, end_column
+            elif isinstance(child, Spanned):
+                extent, child = child.span, child.value
+            else:
+                extent = child.span
+            if first is None:
+                first = extent
+            last = extent
+            if not isinstance(child, Token) or child.type in NAMED_TERMINALS:
+                args.append(child)
+        span = Span(first.line, first.column, last.end_line, last.end_column) if first is not None else None
+        try:
+            return build(self, span, *args)
+        except NndslError as err:
+            self.error = err
+            return None
+    callback.__name__ = build.__name__
+    return callback
+
+
+def builds_while_parsing(cls):
+    """Makes every public method of `cls` a rule's callback (see `rule_callback`)."""
+    for name, method in list(vars(cls).items()):
+        if callable(method) and not name.startswith("_"):
+            setattr(cls, name, rule_callback(method))
+    return cls
+
+
+@builds_while_parsing
+class ToSyntax:
+    """Builds frozen syntax nodes while Lark parses: each method builds the node of the grammar
+    rule (or alias) of its name. Any other rule is a bug and fails loudly, except the inlined
+    `_rules`, which Lark takes apart itself."""
+
+    def __init__(self):
+        self.error: NndslError | None = None      # the first error a builder raised
 
     def __default__(self, data, children, meta):
+        if data.startswith("_"):
+            return Tree(data, children)
         raise AssertionError(f"no syntax node for grammar rule {data!r}")
 
+    def indexable(self, span, expr):
+        return Spanned(expr, span)            # `( expr )`
+
     # expressions
-    def number(self, meta, tok):
+    def number(self, span, tok):
         return parse_number(tok)
 
-    def name(self, meta, tok):
+    def name(self, span, tok):
         return S.Name(normalize_name(tok), span_of(tok))
 
-    def call(self, meta, func, *args):
-        return S.Call(normalize_name(func), tuple(a for a in args if a is not None), span_of(meta), span_of(func))
+    def call(self, span, func, *args):
+        return S.Call(normalize_name(func), tuple(a for a in args if a is not None), span, span_of(func))
 
-    def array(self, meta, *items):
-        return S.Array(tuple(i for i in items if i is not None), span_of(meta))
+    def array(self, span, *items):
+        return S.Array(tuple(i for i in items if i is not None), span)
 
-    def neg(self, meta, minus, operand):
-        return S.Unary("neg", operand, span_of(meta))
+    def neg(self, span, minus, operand):
+        return S.Unary("neg", operand, span)
 
-    def transpose(self, meta, operand, mark):
-        return S.Unary("transpose", operand, span_of(meta))
+    def transpose(self, span, operand, mark):
+        return S.Unary("transpose", operand, span)
 
-    def superscript(self, meta, base, mark):
+    def superscript(self, span, base, mark):
         exponent = unicodedata.normalize("NFKC", str(mark)).replace("\u2212", "-")
-        return S.Binary("pow", base, S.Number(float(exponent), exponent, span_of(mark)), span_of(meta), str(mark))
+        return S.Binary("pow", base, S.Number(float(exponent), exponent, span_of(mark)), span, str(mark))
 
-    def index(self, meta, operand, *subscripts):
-        return S.Index(operand, subscripts, span_of(meta))
+    def index(self, span, operand, *subscripts):
+        return S.Index(operand, subscripts, span)
 
-    def at(self, meta, number):
-        return S.At(parse_index(number), span_of(meta))
+    def at(self, span, number):
+        return S.At(parse_index(number), span)
 
-    def slice(self, meta, start, stop):
+    def slice(self, span, start, stop):
         return S.Slice(None if start is None else parse_index(start), None if stop is None else parse_index(stop),
-                       span_of(meta))
+                       span)
 
     def _binary(op):
-        def build(self, meta, left, *rest):
+        def build(self, span, left, *rest):
             symbol = str(rest[0]) if len(rest) == 2 else {"add": "+", "mul": "*", "div": "/"}.get(op, "")
-            return S.Binary(op, left, rest[-1], span_of(meta), symbol)
+            return S.Binary(op, left, rest[-1], span, symbol)
         return build
 
     add = _binary("add")
@@ -160,7 +233,7 @@ class ToSyntax(Transformer_NonRecursive):
     matop = _binary("matmul")
 
     # statements
-    def shape(self, meta, *sizes):
+    def shape(self, span, *sizes):
         out = []
         for tok in sizes:
             if tok is None:
@@ -169,70 +242,80 @@ class ToSyntax(Transformer_NonRecursive):
                 out.append(S.Size(normalize_name(tok), span_of(tok)))
             else:
                 out.append(S.Size(parse_int(tok, "a size"), span_of(tok)))
-        return tuple(out)
+        return Spanned(tuple(out), span)
 
-    def model_stmt(self, meta, name):
-        return S.ModelStmt(normalize_name(name), span_of(meta))
+    def model_stmt(self, span, name):
+        return S.ModelStmt(normalize_name(name), span)
 
-    def dim_stmt(self, meta, name, value):
-        return S.DimStmt(normalize_name(name), parse_int(value, "a dim"), span_of(meta), span_of(name))
+    def dim_stmt(self, span, name, value):
+        return S.DimStmt(normalize_name(name), parse_int(value, "a dim"), span, span_of(name))
 
-    def input_stmt(self, meta, name, shape):
-        return S.InputStmt(normalize_name(name), shape or (), span_of(meta), span_of(name))
+    def input_stmt(self, span, name, shape):
+        return S.InputStmt(normalize_name(name), shape or (), span, span_of(name))
 
-    def param_stmt(self, meta, name, shape, init):
-        return S.ParamStmt(normalize_name(name), shape or (), init, span_of(meta), span_of(name))
+    def param_stmt(self, span, name, shape, init=None):
+        return S.ParamStmt(normalize_name(name), shape or (), init, span, span_of(name))
 
-    def output_stmt(self, meta, name, expr):
-        return S.OutputStmt(normalize_name(name), expr, span_of(meta), span_of(name))
+    def output_stmt(self, span, name, expr=None):
+        return S.OutputStmt(normalize_name(name), expr, span, span_of(name))
 
-    def loss_stmt(self, meta, name, expr):
-        return S.LossStmt(normalize_name(name), expr, span_of(meta), span_of(name))
+    def loss_stmt(self, span, name, expr):
+        return S.LossStmt(normalize_name(name), expr, span, span_of(name))
 
-    def def_stmt(self, meta, name, *rest):
+    def def_stmt(self, span, name, *rest):
         *params, body = rest
         names = tuple(normalize_name(p) for p in params if p is not None)
-        return S.DefStmt(normalize_name(name), names, body, span_of(meta), span_of(name))
+        return S.DefStmt(normalize_name(name), names, body, span, span_of(name))
 
-    def data_file(self, meta, path):
-        return S.DataFileStmt(str(path)[1:-1], span_of(meta))
+    def data_file(self, span, path):
+        return S.DataFileStmt(str(path)[1:-1], span)
 
-    def data_inline(self, meta, name, value):
-        return S.DataInlineStmt(normalize_name(name), value, span_of(meta), span_of(name))
+    def data_inline(self, span, name, value):
+        return S.DataInlineStmt(normalize_name(name), value, span, span_of(name))
 
-    def bind_stmt(self, meta, name, expr):
-        return S.BindStmt(normalize_name(name), expr, span_of(meta), span_of(name))
+    def bind_stmt(self, span, name, expr):
+        return S.BindStmt(normalize_name(name), expr, span, span_of(name))
 
-    def train_stmt(self, meta, *settings):
-        return S.TrainStmt(tuple(settings), span_of(meta))
+    def train_stmt(self, span, *settings):
+        return S.TrainStmt(tuple(settings), span)
 
-    def setting(self, meta, key, value):
-        return S.Setting(normalize_name(key), value, span_of(meta), span_of(key))
+    def setting(self, span, key, value):
+        return S.Setting(normalize_name(key), value, span, span_of(key))
 
-    def setting_name(self, meta, tok):
+    def setting_name(self, span, tok):
         return S.Name(normalize_name(tok), span_of(tok))
 
-    def setting_call(self, meta, func, *args):
-        return S.SettingCall(normalize_name(func), tuple(a for a in args if a is not None), span_of(meta),
+    def setting_call(self, span, func, *args):
+        return S.SettingCall(normalize_name(func), tuple(a for a in args if a is not None), span,
                              span_of(func))
 
-    def setting_arg(self, meta, key, value):
-        return S.SettingArg(None if key is None else normalize_name(key), value, span_of(meta))
+    def setting_arg(self, span, *parts):                # `key = value`, or a positional `value`
+        *key, value = parts
+        return S.SettingArg(normalize_name(key[0]) if key else None, value, span)
 
-    def signed_number(self, meta, minus, tok):
+    def signed_number(self, span, minus, tok):
         number = parse_number(tok)
         if minus is None:
             return number
-        return S.Number(-number.value, "-" + number.text, span_of(meta))
+        return S.Number(-number.value, "-" + number.text, span)
 
-    def flag_value(self, meta, value):
+    def flag_value(self, span, value):
         return value
 
-    def start(self, meta, *statements):
+    def start(self, span, *statements):
         return tuple(statements)
 
-    def value(self, meta, expr):
+    def value(self, span, expr):
         return expr
+
+
+_lock = threading.Lock()
+_comments: list[Token] = []
+_postlex = BracketNewlines()
+_builder = ToSyntax()
+_parser = Lark(grammar_text(), parser="lalr", start=["start", "value", "flag_value"], keep_all_tokens=True,
+               maybe_placeholders=True, postlex=_postlex, transformer=_builder,
+               lexer_callbacks={"COMMENT": _comments.append})
 
 
 def parse_index(number: S.Number) -> int:
@@ -341,7 +424,8 @@ def translate(err: UnexpectedInput, source: str, history: list[Token]) -> NndslE
         return NndslError(f"'{prev}' is a reserved word and cannot be a name", span_of(prev))
     call = unclosed_bracket(history, tok)
     if tok.type == "EQUAL" and prev is not None and prev.type == "NAME" and call is not None and call.type == "LPAR":
-        function = history[history.index(call) - 1] if history.index(call) else None
+        at = next(i for i, t in enumerate(history) if t is call)     # by identity: tokens equal by text
+        function = history[at - 1] if at else None
         if function is not None and function.type == "NAME":
             return NndslError(f"{function}() takes no keyword arguments: give its arguments by position "
                               f"(`{prev} =` is not nndsl notation)", union(span_of(prev), span_of(tok)))
@@ -357,20 +441,17 @@ def parse(source: str, filename: str = "<string>", start: str = "start"):
     training flag (start="flag_value")."""
     with _lock:
         _comments.clear()
+        _builder.error = None
         try:
-            tree = _parser.parse(source, start=start)
+            result = _parser.parse(source, start=start)
         except UnexpectedInput as err:
-            raise translate(err, source, list(_postlex.history)).located(filename, source) from None
+            raise translate(err, source, _postlex.history).located(filename, source) from None
+        finally:
+            _postlex.history = []
+        error = _builder.error
         comments = tuple(S.Comment(str(c), span_of(c)) for c in _comments)
-    try:
-        result = ToSyntax().transform(tree)
-    except VisitError as err:
-        inner = err.orig_exc
-        if isinstance(inner, NndslError):
-            raise inner.located(filename, source) from None
-        raise
-    except NndslError as err:
-        raise err.located(filename, source) from None
+    if error is not None:
+        raise error.located(filename, source) from None
     if start != "start":
         return result
     return S.Program(result, comments, source, filename)

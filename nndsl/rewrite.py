@@ -15,13 +15,13 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .graph import arguments
+from .graph import arguments, topological_order
 from .interpreter import needed
 from .ops import REGISTRY
 
 
 def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
-    for node in list(nx.topological_sort(graph)):
+    for node in topological_order(graph):
         attrs = graph.nodes[node]
         fused = REGISTRY[attrs["op"]].stable
         if not fused:
@@ -51,7 +51,7 @@ def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
     """Removes redundant backward nodes in place; `keep` (the objective and the gradients) stay."""
     kept = set(keep)
     seen: dict = {}                               # what a node computes -> the first node computing it
-    for node in list(nx.topological_sort(graph)):
+    for node in topological_order(graph):
         attrs = graph.nodes[node]
         key = computation(graph, node)
         if attrs.get("role") != "backward" or node in kept:

@@ -137,6 +137,9 @@ def test_fmt_keeps_the_users_notation(text, expected):
     ("y = softmax(x, axis=0)", "m.nn:2:16: error: softmax() takes no keyword arguments: give its arguments by "
                                "position (`axis =` is not nndsl notation)\n    y = softmax(x, axis=0)\n"
                                "                   ^^^^^"),
+    ("y = exp(softmax(x, axis=0))", "m.nn:2:20: error: softmax() takes no keyword arguments: give its arguments "
+                                    "by position (`axis =` is not nndsl notation)\n    y = exp(softmax(x, axis=0))\n"
+                                    "                       ^^^^^"),
     ("y = sigma(x)", "m.nn:2:5: error: unknown function 'sigma'; did you mean 'sigmoid' (or 'σ')?\n"
                      "    y = sigma(x)\n        ^^^^^"),
     ("y = ReLU(x)", "m.nn:2:5: error: unknown function 'ReLU'; did you mean 'relu'?\n    y = ReLU(x)\n        ^^^^"),
