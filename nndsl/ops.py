@@ -202,9 +202,18 @@ def aligned(fn, info: KernelInfo):
     pads = [rank - len(s) if b and len(s) < rank else 0 for s, b in zip(info.arg_shapes, info.arg_batched)]
     if not any(pads):
         return fn
+    # `x[:, None, ...]`: a view with the size-1 axes after the batch axis, made per call
+    keys = [(slice(None),) + (None,) * p if p else None for p in pads]
+    if len(keys) == 2:                          # most elementwise ops: spelled out, the hot path
+        ka, kb = keys
+        if kb is None:
+            return lambda a, b: fn(a[ka], b)
+        if ka is None:
+            return lambda a, b: fn(a, b[kb])
+        return lambda a, b: fn(a[ka], b[kb])
 
     def call(*xs):
-        return fn(*[x.reshape(x.shape[:1] + (1,) * p + x.shape[1:]) if p else x for x, p in zip(xs, pads)])
+        return fn(*[x if k is None else x[k] for x, k in zip(xs, keys)])
     return call
 
 
