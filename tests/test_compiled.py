@@ -123,3 +123,22 @@ def test_simplification_removes_what_a_hand_written_step_would_not_compute():
     ones = [n for n in graph if graph.nodes[n]["op"] == "mul"
             and any(graph.nodes[a]["op"] == "const" and graph.nodes[a]["value"] == 1.0 for a in graph.predecessors(n))]
     assert ones == []
+
+
+def test_the_guard_takes_checked_arrays_as_they_are_and_everything_else_through_the_checks():
+    model = nndsl.load(ROOT / "models" / "xor.nn")
+    params = model.init()
+    data = {k: v.astype(np.float32) for k, v in model.default_data().items()}
+    first = model.grad(params, **data)
+    again = model.grad(params, **data)                   # the guard: same kinds, dtypes and shapes
+    assert any(key[0][0] == "grad" for key in model._guards)
+    assert first[0] == again[0] and all(np.array_equal(first[1][k], again[1][k]) for k in first[1])
+    lists = model.grad({k: v.tolist() for k, v in params.items()}, x=data["x"].tolist(), t=data["t"].tolist())
+    assert lists[0] == pytest.approx(first[0], rel=1e-6)  # other kinds go through the checks
+    with pytest.raises(nndsl.NndslError) as info:        # and so do other shapes, with the same message
+        model.grad(params, x=np.ones((4, 3), np.float32), t=data["t"])
+    assert "data for input 'x' has shape [4, 3]" in info.value.message
+    with pytest.raises(nndsl.NndslError, match="has a value for 'W'"):
+        model.grad({**params, "W": params["W1"]}, **data)
+    float64 = {k: v.astype(np.float64) for k, v in params.items()}
+    assert model.grad(float64, **data)[0] == pytest.approx(first[0], rel=1e-6)
