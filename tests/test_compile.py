@@ -4,6 +4,8 @@ parse trees, the garbage collector's state). bench/compile_time.py measures the 
 from __future__ import annotations
 
 import gc
+import sys
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -17,15 +19,8 @@ from nndsl.graph import topological_order
 from nndsl.parser import NAMED_TERMINALS, grammar_text
 
 
-def chain(n: int) -> str:
-    """N layers, a weight matrix each: the model bench/compile_time.py times."""
-    lines = ["input x[4]"]
-    previous = "x"
-    for i in range(n):
-        lines += [f"param W{i}[4, 4]", f"h{i} = tanh(W{i} {previous})"]
-        previous = f"h{i}"
-    lines.append(f"loss L = sum({previous})")
-    return "\n".join(lines) + "\n"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from compile_time import chain  # noqa: E402  (the model bench/compile_time.py times)
 
 
 def test_a_5000_layer_chain_compiles_and_differentiates():
