@@ -350,8 +350,7 @@ def cmd_train(args) -> int:
               file=sys.stderr)
     progress = Progress(settings.epochs, trainer.position.epoch, quiet=args.quiet)
     try:
-        history = trainer.run(on_epoch=progress, checkpoint=(lambda t: t.save(checkpoint)) if args.checkpoint else None,
-                              checkpoint_every=args.checkpoint_every or 1)
+        history = trainer.run(on_epoch=progress, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every or 1)
     finally:
         progress.close()
     if args.log:
@@ -359,13 +358,12 @@ def cmd_train(args) -> int:
     if args.plot and history.rows:
         plot(args.plot, history.rows, f"{model.name or Path(args.file).stem}: {settings.optimizer}, lr {settings.lr:g}")
     if history.stopped == "interrupted":
-        trainer.save(checkpoint)
+        if not args.checkpoint:                 # run() saved to --checkpoint; else to the default
+            trainer.save(checkpoint)
         pos = trainer.position
         print(f"nndsl: interrupted in epoch {pos.epoch + 1} after {pos.step} steps; wrote {checkpoint}; continue "
               f"with: nndsl train {args.file} --resume {checkpoint}", file=sys.stderr)
         return 130
-    if history.stopped != "nonfinite" and args.checkpoint:
-        trainer.save(checkpoint)
     save_npz(output, trainer.result())
     last = history.last
     if history.stopped == "nonfinite":

@@ -496,10 +496,7 @@ class Model:
         trainer = Trainer(self, settings, params, data or self.default_data(), val_inputs)
         if resume is not None:
             trainer.restore(resume)
-        trainer.run(on_epoch=on_epoch, checkpoint=(lambda t: t.save(checkpoint)) if checkpoint else None,
-                    checkpoint_every=checkpoint_every or 1)
-        if checkpoint and trainer.history.stopped != "nonfinite":
-            trainer.save(checkpoint)
+        trainer.run(on_epoch=on_epoch, checkpoint=checkpoint, checkpoint_every=checkpoint_every or 1)
         return trainer.result(), trainer.history
 
 

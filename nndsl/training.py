@@ -245,16 +245,15 @@ class Trainer:
             if computed:
                 self.evaluate(arrays)
 
-    def evaluate(self, arrays: dict, params: dict | None = None) -> tuple[float, int, int]:
-        """(mean loss, correct answers, answers) over `arrays`, in chunks."""
-        params = self.params if params is None else params
+    def evaluate(self, arrays: dict) -> tuple[float, int, int]:
+        """(mean loss, correct answers, answers) over `arrays` at the current parameters, in chunks."""
         n = samples(arrays)
         chunk = max(self.batch, 1024)
         total, correct, answers = 0.0, 0, 0
         for start in range(0, n, chunk):
             part = {k: v[start:start + chunk] for k, v in arrays.items()}
             try:
-                values = execute(self.eval_plan, self.eval_graph, self.feeds(params, part))
+                values = execute(self.eval_plan, self.eval_graph, self.feeds(self.params, part))
             except NndslError as err:
                 raise err.located(self.model.filename, self.model.program.source) from None
             total += float(values[0]) * samples(part)
@@ -269,35 +268,42 @@ class Trainer:
         return int(right.sum()), int(right.size)
 
     # ---- running ---------------------------------------------------------------------------
-    def run(self, on_epoch=None, checkpoint=None, checkpoint_every: int | None = None) -> History:
-        """Trains until a stopping rule fires. `on_epoch(row)` is called after every epoch;
-        `checkpoint(trainer)` writes a checkpoint every `checkpoint_every` epochs."""
-        s, pos = self.settings, self.position
+    def run(self, on_epoch=None, checkpoint=None, checkpoint_every: int = 1) -> History:
+        """Trains until a stopping rule fires. `on_epoch(row)` is called after every epoch; with a
+        `checkpoint` path, a checkpoint is written every `checkpoint_every` epochs and when the run
+        ends, interrupted or not (but not after a non-finite loss)."""
         with Interrupt() as interrupt:
-            while pos.epoch < s.epochs:
-                started = time.perf_counter()
-                if pos.batch == 0:
-                    self.epoch_start = self.params
-                order = epoch_order(s.seed, pos.epoch, self.n, s.shuffle, self.batch)
-                while pos.batch < self.batches:
-                    if interrupt.requested:
-                        if self.finite():
-                            self.stop("interrupted", "interrupted")
-                        return self.history
-                    if not self.step(order):
-                        return self.history
-                row = self.end_epoch(time.perf_counter() - started)
-                if on_epoch is not None:
-                    on_epoch(row)
-                if self.history.stopped:
-                    break
-                if checkpoint is not None and checkpoint_every and pos.epoch % checkpoint_every == 0:
-                    if not self.finite():
-                        return self.history
-                    checkpoint(self)
-            if self.finite() and not self.history.stopped:
-                self.stop("epochs", f"ran {s.epochs} epoch{'s' * (s.epochs != 1)}")
+            self.epochs(interrupt, on_epoch, checkpoint, checkpoint_every)
+        if checkpoint is not None and self.history.stopped != "nonfinite":
+            self.save(checkpoint)
         return self.history
+
+    def epochs(self, interrupt: Interrupt, on_epoch, checkpoint, checkpoint_every: int) -> None:
+        """The epochs of `run`, until a stopping rule fires (recorded in the history)."""
+        s, pos = self.settings, self.position
+        while pos.epoch < s.epochs:
+            started = time.perf_counter()
+            if pos.batch == 0:
+                self.epoch_start = self.params
+            order = epoch_order(s.seed, pos.epoch, self.n, s.shuffle, self.batch)
+            while pos.batch < self.batches:
+                if interrupt.requested:
+                    if self.finite():
+                        self.stop("interrupted", "interrupted")
+                    return
+                if not self.step(order):
+                    return
+            row = self.end_epoch(time.perf_counter() - started)
+            if on_epoch is not None:
+                on_epoch(row)
+            if self.history.stopped:
+                break
+            if checkpoint is not None and pos.epoch % checkpoint_every == 0:
+                if not self.finite():
+                    return
+                self.save(checkpoint)
+        if self.finite() and not self.history.stopped:
+            self.stop("epochs", f"ran {s.epochs} epoch{'s' * (s.epochs != 1)}")
 
     def finite(self) -> bool:
         """Whether the parameters are finite; if not (the last step's gradient was not), stops

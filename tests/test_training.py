@@ -539,6 +539,8 @@ def test_ctrl_c_saves_a_checkpoint_mid_epoch_and_exits_130(tmp_path):
     assert proc.returncode == 130
     err = log.read_text()
     assert "nndsl: interrupted in epoch" in err and f"--resume {ckpt}" in err
+    steps = int(err.split(" after ")[1].split(" steps")[0])        # the checkpoint is of that very step
+    assert json.loads(str(np.load(ckpt)["meta"]))["position"]["step"] == steps
     assert "Traceback" not in err
     assert not (tmp_path / "never.npz").exists()
     resumed = cli(*args, "-q", "--resume", ckpt, "-o", tmp_path / "resumed.npz")
