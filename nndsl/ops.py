@@ -576,10 +576,6 @@ def tie_mask(a, b):
 
 
 # ---- gradient rules (d builds registry nodes; g is the incoming gradient; out the node) ----
-def const_of(d, value):
-    return d.const(value)
-
-
 def n_elements(d, x):
     return prod(d.shape(x)) or 1
 
