@@ -23,6 +23,7 @@ class RuleBuilder:
         self.builder = builder
         self.span = None
         self.where = {}                 # scope and call of the forward node being differentiated
+        self.constants = {}             # float -> its node: one node per number (as CSE would leave it)
 
     def __getattr__(self, opname):
         if opname not in REGISTRY:
@@ -43,6 +44,11 @@ class RuleBuilder:
         return self.builder.nodes[node][name]
 
     def const(self, value):
+        if type(value) is float:
+            node = self.constants.get(value)
+            if node is None:
+                node = self.constants[value] = self.builder.const(value, span=self.span, **self.where)
+            return node
         return self.builder.const(value, span=self.span, **self.where)
 
     def shape(self, node) -> tuple:
@@ -57,11 +63,13 @@ def batch_mean(builder: GraphBuilder, loss):
     return builder.add("div", total, count, span=span, name="objective")
 
 
-def differentiate(graph: nx.DiGraph, objective, wrt: list) -> tuple[nx.DiGraph, dict]:
-    """Returns a copy of `graph` with the backward graph added, and {node in wrt: its gradient node}."""
+def differentiate(graph: nx.DiGraph, objective, wrt: list, copy: bool = True) -> tuple[nx.DiGraph, dict]:
+    """Returns a copy of `graph` (or, with copy=False, `graph` itself) with the backward graph
+    added, and {node in wrt: its gradient node}."""
     if graph.nodes[objective]["shape"] != () or graph.nodes[objective]["batched"]:
         raise ValueError("can only differentiate an unbatched scalar")
-    graph = graph.copy()
+    if copy:
+        graph = graph.copy()
     builder = GraphBuilder(graph, role="backward")
     d = RuleBuilder(builder)
     nodes = builder.nodes

@@ -28,11 +28,15 @@ def attributes(graph: nx.DiGraph) -> dict:
 
 def arguments(graph: nx.DiGraph, node) -> list:
     """The node's arguments in order."""
-    slots: dict[int, object] = {}
-    for src, data in graph._pred[node].items():
+    pred = graph._pred[node]
+    if len(pred) == 1:                  # one argument, or one value read at every position
+        for src, data in pred.items():
+            return [src] * len(data["positions"])
+    out = [None] * sum([len(data["positions"]) for data in pred.values()])
+    for src, data in pred.items():
         for pos in data["positions"]:
-            slots[pos] = src
-    return [slots[i] for i in range(len(slots))]
+            out[pos] = src
+    return out
 
 
 def topological_order(graph: nx.DiGraph, nodes=None) -> list:

@@ -34,6 +34,7 @@ class Plan:
     constant_ids: frozenset = frozenset()    # ids of the constants' arrays, which results must not be
     runs: int = 0                            # how often it ran; compiled when it runs again
     compiled: object = None                  # feeds -> target values, from compile_plan
+    quiet: bool = False                      # runs with overflow warnings off (an op that `overflows`)
 
 
 def needed(graph: nx.DiGraph, targets) -> set:
@@ -54,6 +55,7 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     slots = {node: i for i, node in enumerate(order)}
     nodes = attributes(graph)
     raw, constants, leaves = [], [], {}
+    kernels = {}
     for slot, node in enumerate(order):
         attrs = nodes[node]
         op = REGISTRY[attrs["op"]]
@@ -61,13 +63,18 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
             leaves[node] = slot
             continue
         args = arguments(graph, node)
-        argattrs = [nodes[a] for a in args]
-        info = KernelInfo(attrs["shape"], attrs["batched"], tuple([a["shape"] for a in argattrs]),
-                          tuple([a["batched"] for a in argattrs]), attrs, dtype)
-        fn = kernel(op, info)
         if not args:
-            constants.append((slot, fn()))
+            constants.append((slot, kernel(op, KernelInfo(attrs["shape"], attrs["batched"], (), (), attrs, dtype))()))
             continue
+        argattrs = [nodes[a] for a in args]
+        arg_shapes, arg_batched = tuple([a["shape"] for a in argattrs]), tuple([a["batched"] for a in argattrs])
+        # Nodes alike in everything their kernel may read share it (the layers of a deep network).
+        key = (op.name, attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
+               tuple([attrs[a] for a in op.attrs]))
+        fn = kernels.get(key)
+        if fn is None:
+            fn = kernels[key] = kernel(op, KernelInfo(attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
+                                                      attrs, dtype))
         raw.append((fn, tuple([slots[a] for a in args]), slot, node))
     target_slots = [slots[t] for t in targets]
     last_use = {}
@@ -80,14 +87,22 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
         if slot not in keep:
             frees[i].append(slot)
     steps = [(fn, args, out, tuple(free), node) for (fn, args, out, node), free in zip(raw, frees)]
+    quiet = any(REGISTRY[nodes[node]["op"]].overflows for *_, node in steps)
     return Plan(steps, slots, constants, leaves, target_slots, len(order),
-                frozenset(id(v) for _, v in constants))
+                frozenset(id(v) for _, v in constants), quiet=quiet)
 
 
 def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
     """Runs the plan; `feeds` maps every leaf node of the plan to its array. The first run
     interprets the steps; later runs call the compiled plan (an error there is found again by
     interpreting, which knows the step, and so the node and its source line)."""
+    if plan.quiet:
+        with np.errstate(over="ignore"):
+            return run(plan, graph, feeds)
+    return run(plan, graph, feeds)
+
+
+def run(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
     plan.runs += 1
     if plan.runs > 1:
         if plan.compiled is None:

@@ -158,13 +158,14 @@ class Model:
         self.graph: nx.DiGraph = lowered.graph
         self.inputs: dict = lowered.inputs
         self.params: dict = lowered.params
+        self._all_params = tuple(self.params)
         self.outputs: dict = lowered.outputs
         self.loss_name = lowered.loss[0] if lowered.loss else None
         check_memory(self.graph, self.dtype, filename=self.filename, source=program.source)
         self._plans: dict = {}
         self._grad_graphs: dict = {}
         self._checked: set = set()           # (graph, batch size) whose memory was checked
-        self._guards: dict = {}              # (plan key, arrays' signature) -> Guard
+        self._guards: dict = {}              # plan key -> [Guard]
 
     # ---- facts -------------------------------------------------------------------------
     @property
@@ -309,11 +310,13 @@ class Model:
         plan = self.plan(key, graph, targets)
         # The guard: arrays of exactly the kinds, dtypes and shapes already checked for this plan
         # go straight in (no copies, no checks); anything else takes the full checks below.
-        signature = (arrays_signature(params), arrays_signature(data))
-        known = self._guards.get((key, signature))
-        if known is not None:
-            feeds, single = known.feeds(params, data), False
-        else:
+        feeds = None
+        for guard in self._guards.get(key, ()):
+            feeds = guard.feeds(params, data)
+            if feeds is not None:
+                single = False
+                break
+        if feeds is None:
             checked = self.check_params(params)
             feeds, single = self.feeds(data)
             batch = max((len(v) for v in feeds.values()), default=1)
@@ -322,10 +325,11 @@ class Model:
                 self._checked.add((id(graph), batch))
             self.require_data(plan, feeds)
             feeds.update({self.params[n]: v for n, v in checked.items()})
-            if None not in signature and not single and all(
-                    feeds[self.params[n]] is params[n] for n in self.params) and all(
-                    feeds[self.inputs[n]] is data[n] for n in data):   # nothing was converted
-                self._guards[(key, signature)] = Guard(self)
+            guard = Guard.of(self, params, data, feeds)
+            if guard is not None and not single:
+                guards = self._guards.setdefault(key, [])
+                if len(guards) < 8:             # a few batch sizes (the last batch of an epoch is smaller)
+                    guards.append(guard)
         feeds.update(extra or {})
         try:
             values = execute(plan, graph, feeds)
@@ -414,10 +418,12 @@ class Model:
         """The forward graph with the backward graph added: (graph, objective node, {name: grad node})."""
         cached = self._grad_graphs.get(wrt)
         if cached is None:
-            graph, objective = self.objective_graph()
+            self.require_loss()
             nodes = [self.lowered.named[name] for name in wrt]
             with collector_paused():
-                graph, grads = differentiate(graph, objective, nodes)
+                graph = self.graph.copy()           # one copy: the objective and the backward graph go in it
+                objective = batch_mean(GraphBuilder(graph), self.lowered.loss[1])
+                graph, grads = differentiate(graph, objective, nodes, copy=False)
                 simplify_backward(graph, [objective, *grads.values()])
             cached = self._grad_graphs[wrt] = (graph, objective, {n: grads[self.lowered.named[n]] for n in wrt})
         return cached
@@ -427,14 +433,17 @@ class Model:
         """The batch-mean loss and its gradients: (float, {name: array}) for every parameter, or
         for the parameters and inputs named in `wrt`. An input named `wrt` goes in `inputs={...}`."""
         data = merge_inputs(inputs, keywords)
-        self.require_loss()
-        wrt = tuple(self.params) if wrt is None else (wrt,) if isinstance(wrt, str) else tuple(wrt)
-        if not wrt:
-            raise NndslError("nothing to differentiate with respect to: the model has no parameters, and wrt "
-                             "names no input" if not self.params else "wrt names no parameter or input")
-        for name in wrt:
-            self.named_node(name, "differentiate with respect to")
-        graph, objective, grads = self.gradient_graph(wrt)
+        wrt = self._all_params if wrt is None else (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        cached = self._grad_graphs.get(wrt)
+        if cached is None:
+            self.require_loss()
+            if not wrt:
+                raise NndslError("nothing to differentiate with respect to: the model has no parameters, and wrt "
+                                 "names no input" if not self.params else "wrt names no parameter or input")
+            for name in wrt:
+                self.named_node(name, "differentiate with respect to")
+            cached = self.gradient_graph(wrt)
+        graph, objective, grads = cached
         loss, *values = self.evaluate(("grad", wrt), graph, [objective] + list(grads.values()), params, data)
         return float(loss), dict(zip(grads, values))
 
@@ -502,7 +511,9 @@ class Model:
 
 def merge_inputs(inputs: dict | None, keywords: dict) -> dict:
     """Inputs given as a mapping and as keywords, one dict; a name given both ways is an error."""
-    merged = dict(inputs or {})
+    if not inputs:
+        return keywords                 # a dict of its own already
+    merged = dict(inputs)
     for name, value in keywords.items():
         if name in merged:
             raise NndslError(f"input '{name}' is given twice, as a keyword and in inputs={{...}}")
@@ -511,28 +522,38 @@ def merge_inputs(inputs: dict | None, keywords: dict) -> dict:
 
 
 
-def arrays_signature(arrays: dict | None):
-    """What the guard compares: each array's name, dtype and shape; None unless every value is a
-    NumPy array (lists, numbers and other array types always take the full checks)."""
-    if arrays is None:
-        return None
-    out = []
-    for name, value in arrays.items():
-        if type(value) is not np.ndarray:
-            return None
-        out.append((name, value.dtype.str, value.shape))
-    return tuple(out)
-
-
 class Guard:
-    """Feeds for a batch of arrays whose signature passed the full checks once: used as they are."""
+    """What passed the full checks once, as it was: parameters and data, each a NumPy array of a
+    dtype and shape, each fed as it is (nothing was converted). `feeds` gives the feeds of
+    arrays exactly like those, without copies or further checks; None for anything else (lists,
+    numbers, other array types, other names, dtypes or shapes), which then takes the checks."""
 
-    def __init__(self, model: Model):
-        self.params = [(name, node) for name, node in model.params.items()]
-        self.inputs = model.inputs
+    def __init__(self, params: list, data: list):
+        self.params, self.data = params, data          # [(name, node, dtype, shape)]
 
-    def feeds(self, params: dict, data: dict) -> dict:
-        feeds = {node: params[name] for name, node in self.params}
-        for name, value in data.items():
-            feeds[self.inputs[name]] = value
+    @classmethod
+    def of(cls, model: Model, params, data: dict, feeds: dict):
+        if params is None or len(params) != len(model.params):
+            return None
+        expected = []
+        for arrays, nodes in ((params, model.params), (data, model.inputs)):
+            entries = []
+            for name, value in arrays.items():
+                node = nodes.get(name)
+                if type(value) is not np.ndarray or node is None or feeds.get(node) is not value:
+                    return None
+                entries.append((name, node, value.dtype, value.shape))
+            expected.append(entries)
+        return cls(*expected)
+
+    def feeds(self, params: dict | None, data: dict) -> dict | None:
+        if params is None or len(params) != len(self.params) or len(data) != len(self.data):
+            return None
+        feeds = {}
+        for arrays, expected in ((params, self.params), (data, self.data)):
+            for name, node, dtype, shape in expected:
+                value = arrays.get(name)
+                if type(value) is not np.ndarray or value.shape != shape or value.dtype != dtype:
+                    return None
+                feeds[node] = value
         return feeds

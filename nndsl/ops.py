@@ -79,6 +79,9 @@ class Op:
     kink: Callable | None = None
     attrs: tuple = ()                     # static attributes its shape rule and kernel read
     leaf: bool = False                    # fed from outside at run time: inputs and parameters
+    # Its kernel overflows an intermediate to inf on purpose, for a finite result (the sigmoid's
+    # exp(-x)): plans holding it run with NumPy's overflow warnings off.
+    overflows: bool = False
     units: dict = field(default_factory=dict)    # {argument position: the constant that leaves the other}
     look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
 
@@ -465,11 +468,14 @@ def onnx_argmax(e, x):
 # Each is written so that no step rounds a value much larger than its result: log_softmax is
 # (x - max) - log Σ exp(x - max), never x - logsumexp(x), whose two terms of the size of x cancel
 # (in float32, x near 1e4 would keep three digits of a result near 1).
-def stable_sigmoid(x):
-    """1 / (1 + exp(-x)) from e = exp(-|x|), which cannot overflow: 1 / (1 + e) or e / (1 + e),
-    each good to an ulp (exp(-logaddexp(0, -x)) rounds the exponent first)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1, e) / (1 + e)
+def sigmoid_fwd(x):
+    """1 / (1 + exp(-x)), good to a few ulps everywhere (exp(-logaddexp(0, -x)) would round the
+    exponent first). Below about -88 in float32 (-709 in float64) exp(-x) overflows to inf and the
+    result is 0, the correctly rounded value but for subnormals: the op is `overflows`, so plans
+    holding it run without overflow warnings."""
+    e = np.exp(-x)
+    e += 1                              # in place, but for a NumPy scalar
+    return np.reciprocal(e, out=e) if type(e) is np.ndarray else 1 / e
 
 
 def stable_softplus(x):
@@ -512,6 +518,9 @@ def per_sample_mean(per_element):
         shape = broadcast(*info.arg_shapes)
         if not shape:
             return fn
+        if prod(shape) == 1:                     # one element per sample: its value, a view
+            key = (Ellipsis,) + (0,) * len(shape)
+            return lambda *xs: fn(*xs)[key]
         axes, scale = per_sample_axes(shape), info.dtype.type(1 / prod(shape))
         return lambda *xs: np.add.reduce(fn(*xs), axis=axes) * scale
     return factory
@@ -533,7 +542,7 @@ def class_mean(per_class):
 def class_indices(k, n):
     idx = np.asarray(k)
     as_int = idx.astype(np.intp)
-    bad = (as_int != idx) | (as_int < 0) | (as_int >= n)
+    bad = (as_int != idx) | (as_int.view(np.uintp) >= n)      # a negative index is a huge unsigned one
     if bad.any():
         value = idx.reshape(-1)[np.flatnonzero(bad)[0]]
         raise FloatingPointError(f"class index {value:g} is not an integer in [0, {n})")
@@ -564,6 +573,19 @@ def sparse_ce_logits_fwd(info, z, k):
     n = info.arg_shapes[0][-1]
     shifted, log_total = shifted_logsumexp(z)
     return log_total[..., 0] - pick(shifted, class_indices(k, n))
+
+
+def sparse_ce_logits_grad_fwd(info, z, k):
+    """softmax(z) − onehot(k) in one pass: the softmax, then 1 taken off at each row's class."""
+    n = info.arg_shapes[0][-1]
+    idx = class_indices(k, n)
+    p = softmax_fwd(info, z)
+    if p.shape[:-1] != idx.shape:
+        p = np.broadcast_to(p, np.broadcast_shapes(p.shape[:-1], idx.shape) + p.shape[-1:]).copy()
+        idx = np.broadcast_to(idx, p.shape[:-1])
+    rows = p.reshape(-1, n)
+    rows[np.arange(len(rows)), idx.reshape(-1)] -= 1
+    return p
 
 
 def tie_mask(a, b):
@@ -861,7 +883,7 @@ defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwi
       signature="relu(z)", formula="max(0, z)",
       derivative="1 where z > 0, else 0; at z = 0 it is 0 (as torch.relu)",
       vjp=(lambda d, g, out, x: d.mul(g, d.step(x)),))
-defop("sigmoid", arity=1, shape=same, forward=stable_sigmoid, elementwise=True, aliases=("σ",),
+defop("sigmoid", arity=1, shape=same, forward=sigmoid_fwd, elementwise=True, aliases=("σ",), overflows=True,
       onnx=onnx_same("Sigmoid"),
       doc="logistic sigmoid, from the reals to (0, 1)",
       signature="sigmoid(z)", formula="1 / (1 + e^(−z)), computed without overflow",
@@ -1097,7 +1119,7 @@ def bce_elements(p, t):
 def bce_logits_elements(z, t):
     """max(z, 0) - z t + log(1 + exp(-|z|)), the first two terms as the one product z (1 - t) or
     -z t: for z large and t near 1, z - z t would cancel the digits of z t."""
-    return z * ((z > 0) - t) + np.logaddexp(0, -np.abs(z)).astype(z.dtype, copy=False)
+    return z * ((z > 0) - t) + np.log1p(np.exp(-np.abs(z)))
 
 
 defop("bce", arity=2, correct=same_side(0.5), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
@@ -1153,7 +1175,15 @@ defop("sparse_cross_entropy_logits", arity=2, class_index=(1, 0), correct=lambda
       signature="sparse_cross_entropy(softmax(z), k), rewritten to it",
       formula="log Σ_j e^(z_j) − z[k] (log-sum-exp)",
       derivative="∂/∂z = softmax(z) − onehot(k); none to k",
-      vjp=(lambda d, g, out, z, k: d.mul(g, d.sub(d.softmax(z), d.one_hot(k, z))), None))
+      vjp=(lambda d, g, out, z, k: d.mul(g, d.sparse_cross_entropy_logits_grad(z, k)), None))
+defop("sparse_cross_entropy_logits_grad", arity=2, class_index=(1, 0), shape=lambda z, k: broadcast(z, k + z[-1:]),
+      forward=sparse_ce_logits_grad_fwd, callable=False,
+      onnx=lambda e, z, k: e("Sub", e("Softmax", z, axis=-1), onnx_class_mask(e, k, e.arg_shapes[0][-1])),
+      doc="the gradient of sparse_cross_entropy_logits with respect to z, in one pass",
+      signature="internal: made by the differentiator (the gradient of the sparse cross entropy from logits)",
+      formula="softmax(z) − onehot(k)",
+      derivative="∂/∂z: s ⊙ (g − Σ g ⊙ s), s = softmax(z), as the softmax's; none to k",
+      vjp=(lambda d, g, out, z, k: REGISTRY["softmax"].rule(0)(d, g, d.softmax(z), z), None))
 defop("hinge", arity=2, correct=same_sign, kink=lambda y, t: 1 - t * y, shape=pairwise_loss,
       onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
       forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, 1 - t * y)),

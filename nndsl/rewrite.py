@@ -15,7 +15,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .graph import arguments, topological_order
+from .graph import arguments, attributes, topological_order
 from .interpreter import needed
 from .ops import REGISTRY
 
@@ -50,9 +50,10 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
 def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
     """Removes redundant backward nodes in place; `keep` (the objective and the gradients) stay."""
     kept = set(keep)
+    nodes = attributes(graph)
     seen: dict = {}                               # what a node computes -> the first node computing it
     for node in topological_order(graph):
-        attrs = graph.nodes[node]
+        attrs = nodes[node]
         key = computation(graph, node)
         if attrs.get("role") != "backward" or node in kept:
             seen.setdefault(key, node)
@@ -62,30 +63,30 @@ def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
             continue
         seen.setdefault(key, node)
         op = REGISTRY[attrs["op"]]
-        args = arguments(graph, node)
         if attrs["op"] == "broadcast_like":
-            bypass_broadcast(graph, node, args[0])
+            bypass_broadcast(graph, node, key[1][0])
             continue
-        if "grad_of" in attrs:                   # a value's gradient stays in the graph, as drawn
+        if "grad_of" in attrs or not op.units:   # a value's gradient stays in the graph, as drawn
             continue
+        args = key[1]
         for position, unit in op.units.items():
             other = args[1 - position]
             if is_constant(graph, args[position], unit) and same_layout(graph, other, node):
                 redirect(graph, node, other)
                 break
     alive = needed(graph, keep)
-    graph.remove_nodes_from([n for n in list(graph) if n not in alive and graph.nodes[n].get("role") == "backward"])
+    graph.remove_nodes_from([n for n, attrs in nodes.items() if n not in alive and attrs.get("role") == "backward"])
     return graph
 
 
 def computation(graph: nx.DiGraph, node) -> tuple:
     """What a node computes, as a key: equal keys, equal values (common subexpressions). Leaves
     are their own; a constant is its value."""
-    attrs = graph.nodes[node]
+    attrs = graph._node[node]
     op = REGISTRY[attrs["op"]]
     if op.leaf:
         return ("leaf", node)
-    static = tuple(attrs[a] for a in op.attrs)
+    static = tuple([attrs[a] for a in op.attrs]) if op.attrs else ()
     if attrs["op"] == "const":
         value = np.asarray(attrs["value"])
         static = (value.shape, value.tobytes())

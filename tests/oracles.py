@@ -136,6 +136,10 @@ CASES = {
     "sparse_cross_entropy_logits": Case(lambda z, k: -log_softmax(z)[int(k)], ((4,), ()),
                                         lambda z, k: F.cross_entropy(z[None], k.long()[None]),
                                         domains=("normal", "index"), no_grad=(1,)),
+    "sparse_cross_entropy_logits_grad": Case(
+        lambda z, k: softmax(z) - (np.arange(z.shape[-1]) == k), ((4,), ()),
+        lambda z, k: T.softmax(z, -1) - F.one_hot(k.long(), z.shape[-1]).to(z.dtype),
+        domains=("normal", "index"), no_grad=(1,)),
     "hinge": Case(lambda y, t: np.mean(np.maximum(0, 1 - t * y)), ((3,), (3,)),
                   lambda y, t: T.clamp(1 - t * y, min=0).mean(), domains=("normal", "sign"), broadcasts=PAIRWISE),
     "squared_hinge": Case(lambda y, t: np.mean(np.maximum(0, 1 - t * y) ** 2), ((3,), (3,)),
