@@ -1478,11 +1478,11 @@ defprint("log_sigmoid", **elementwise("log_sigmoid", Form("\\log \\sigma({0})", 
                                       Form("-np.logaddexp(0.0, -{0})", 3, (ATOM,))))
 defprint("softmax", call("softmax"), latex_call("softmax"),
          Form("np.exp({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True))"))
-defprint("log_softmax", call("log_softmax"), Form("\\log \\mathrm{softmax}({0})", 2, (0,)),
+defprint("log_softmax", call("log_softmax"), Form("\\log \\mathrm{{softmax}}({0})", 2, (0,)),
          Form("{0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)", 1, (ATOM,)))
-defprint("sum_last", call("sum_last"), Form("\\textstyle\\sum_{{j}} {0}_{{j}}", 2, (ATOM,)),
+defprint("sum_last", call("sum_last"), Form("\\sum_{{j}} {0}_{{j}}", 2, (ATOM,)),
          Form("{0}.sum(axis=-1, keepdims=True)", ATOM, (ATOM,)))
-defprint("sum", call("sum"), Form("\\textstyle\\sum {0}", 2, (3,)), py_reduce("sum"))
+defprint("sum", call("sum"), Form("\\sum_{{i}} {0}", 2, (3,)), py_reduce("sum"))
 defprint("mean", call("mean"), latex_call("mean"), py_reduce("mean"))
 defprint("transpose", Form("{0}ᵀ", 6, (8,)), Form("{0}^{{\\top}}", 6, (ATOM,)), py_transpose)
 defprint("matmul", nn_matmul, latex_matmul, py_matmul)
@@ -1506,17 +1506,17 @@ defprint("mse", call("mse"), latex_call("mse"), py_per_sample_mean("({0} - {1}) 
 defprint("mae", call("mae"), latex_call("mae"), py_per_sample_mean("np.abs({0} - {1})"))
 defprint("bce", call("bce"), latex_call("bce"),
          py_per_sample_mean("-({1} * clamped_log({0}) + (1 - {1}) * clamped_log(1 - {0}))"), helpers=("clamped_log",))
-defprint("bce_logits", Form("bce(σ({0}), {1})"), Form("\\mathrm{bce}(\\sigma({0}), {1})"),
+defprint("bce_logits", Form("bce(σ({0}), {1})"), Form("\\mathrm{{bce}}(\\sigma({0}), {1})"),
          py_per_sample_mean("{0} * (({0} > 0) - {1}) + np.logaddexp(0.0, -np.abs({0}))"))
 defprint("cross_entropy", call("cross_entropy"), latex_call("CE"),
          py_class_mean("-({1} * clamped_log({0}))"), helpers=("clamped_log",))
 defprint("cross_entropy_logits", Form("cross_entropy(softmax({0}), {1})"),
-         Form("\\mathrm{CE}(\\mathrm{softmax}({0}), {1})"),
+         Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"),
          py_class_mean("-({1} * ({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)))"))
 defprint("sparse_cross_entropy", call("sparse_cross_entropy"), latex_call("CE"),
          Form("-clamped_log(pick({0}, {1}))", 3), helpers=("clamped_log", "pick"))
 defprint("sparse_cross_entropy_logits", Form("sparse_cross_entropy(softmax({0}), {1})"),
-         Form("\\mathrm{CE}(\\mathrm{softmax}({0}), {1})"),
+         Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"),
          Form("np.logaddexp.reduce({0}, axis=-1) - pick({0}, {1})", 1), helpers=("pick",))
 defprint("hinge", call("hinge"), latex_call("hinge"), py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0})"))
 defprint("squared_hinge", call("squared_hinge"), latex_call("hinge^2"),

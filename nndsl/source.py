@@ -414,7 +414,7 @@ def to_latex(model, grad: bool = True) -> str:
     forward, backward = [], []
     for node in listing.order:
         attrs = nodes[node]
-        if REGISTRY[attrs["op"]].leaf or node not in plan.names:
+        if REGISTRY[attrs["op"]].leaf or node not in plan.names or texts[node][0] == latex_name(plan.names[node]):
             continue
         row = f"{latex_name(plan.names[node])} &= {texts[node][0]} && {latex_shape(attrs)} \\\\"
         (backward if attrs["role"] == "backward" else forward).append(row)

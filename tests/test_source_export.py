@@ -78,3 +78,85 @@ def check_model(model, data, what):
 def test_model_round_trips_as_nn(path):
     model = nndsl.load(path)
     check_model(model, data_for(model), path.name)
+
+
+def import_module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def batched(model, data: dict) -> dict:
+    """The data with a leading batch axis everywhere (the Python module's layout)."""
+    shapes = model.input_shapes()
+    return {n: np.asarray(v, dtype=np.float64)[None] if np.shape(v) == shapes[n] else np.asarray(v, dtype=np.float64)
+            for n, v in data.items()}
+
+
+def check_python(model, data, tmp_path, what):
+    model = model.astype("float64")
+    params = params_for(model)
+    grad = model.loss_name is not None and bool(model.params)
+    text = export(model, "python", grad=grad)
+    assert "nndsl" not in text.replace("nndsl export", "")
+    path = tmp_path / f"exported_{abs(hash(what))}.py"
+    path.write_text(text, encoding="utf-8")
+    module = import_module(path)
+    feeds = batched(model, data)
+    needed = {n: v for n, v in feeds.items()}
+    outputs = module.forward(params, **needed)
+    ours = model.run(params, **feeds)
+    for name in model.outputs:
+        np.testing.assert_allclose(outputs[name], ours[name], rtol=1e-12, atol=1e-12, err_msg=f"{what}: {name}")
+    if grad:
+        loss, grads = module.grad(params, **feeds)
+        want_loss, want = model.grad(params, **feeds)
+        assert abs(loss - want_loss) <= 1e-12 * max(1, abs(want_loss)), what
+        for name in want:
+            np.testing.assert_allclose(grads[name], want[name], rtol=1e-12, atol=1e-12, err_msg=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_model_python_module_reproduces_grad(path, tmp_path):
+    model = nndsl.load(path)
+    check_python(model, data_for(model), tmp_path, path.name)
+
+
+def check_latex(model, what):
+    from matplotlib.mathtext import MathTextParser
+    parser = MathTextParser("path")
+    grad = model.loss_name is not None and bool(model.params)
+    text = export(model, "latex", grad=grad)
+    equations = latex_equations(text)
+    assert equations, what
+    for equation in equations:
+        try:
+            parser.parse(f"${equation}$")
+        except ValueError as err:
+            raise AssertionError(f"{what}: mathtext cannot render ${equation}$: {err}") from None
+    return text
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_model_latex_renders(path):
+    check_latex(nndsl.load(path), path.name)
+
+
+def test_backprop_1d_latex_is_the_lecture_derivation():
+    text = export(nndsl.load(ROOT / "models" / "backprop_1d.nn"), "latex", grad=True)
+    assert "\\hat{y} &= x\\,w" in text
+    assert "\\frac{\\partial L}{\\partial w} &= \\sum_{b}" in text
+    exported = nndsl.compile(export(nndsl.load(ROOT / "models" / "backprop_1d.nn"), "nn", grad=True))
+    out = exported.run(None, **exported.default_data())
+    assert float(out["dL_dw"]) == 2.0 and float(out["objective"]) == 0.5
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_op_has_its_printed_forms(name):
+    printed = REGISTRY[name].printed
+    assert printed is not None, f"op '{name}' has no printed forms: add them with defprint in nndsl/ops.py"
+    if not REGISTRY[name].leaf and name != "const":
+        for lang in ("nn", "latex", "python"):
+            form = getattr(printed, lang)
+            assert isinstance(form, Form) or callable(form), (name, lang)
