@@ -62,7 +62,8 @@ class Listing:
             self.gradients = {}
         self.graph = graph
         self.nodes = attributes(graph)
-        leaves = sorted(n for n in order if REGISTRY[self.nodes[n]["op"]].leaf)
+        # every input and parameter is declared, needed or not: the program keeps the model's interface
+        leaves = sorted(n for n in graph if REGISTRY[self.nodes[n]["op"]].leaf and self.nodes[n]["role"] == "forward")
         self.order = leaves + [n for n in order if not REGISTRY[self.nodes[n]["op"]].leaf]
         self.loss = model.lowered.loss[1] if model.lowered.loss else None
         self.inside = set(self.order)
@@ -148,15 +149,19 @@ class Plan:
             if attrs["name"]:
                 self.names[node] = attrs["name"]
         outputs = dict(listing.outputs)
+        self.aliases = []                  # (output name, node) of a gradient that is another's too
         for param, node in listing.gradients.items():
-            if node not in self.names and node not in outputs and nodes[node]["op"] != "const":
+            if node not in self.names and node not in outputs:
                 outputs[node] = names.claim(f"dL_d{param}")
+            else:
+                self.aliases.append((names.claim(f"dL_d{param}"), node))
         self.outputs = outputs
         depth: dict = {}
         for node in listing.order:
             attrs = nodes[node]
             op = REGISTRY[attrs["op"]]
-            if op.leaf or attrs["op"] == "const" and not attrs["name"]:
+            if op.leaf or (attrs["op"] == "const" and not attrs["name"] and node not in outputs
+                           and readers.get(node, 0)):         # a constant nothing reads still gets a line
                 depth[node] = 0
                 continue
             depth[node] = 1 + max([depth[a] for a in self.args[node] if a not in self.names] + [0])
@@ -353,9 +358,10 @@ def to_nn(model, grad: bool = False) -> str:
         body.append(line + (f"  # {comment}" if comment else ""))
     lines += body
     for node, name in plan.outputs.items():
-        if node in plan.names and plan.names[node] != name or REGISTRY[nodes[node]["op"]].leaf:
-            lines.append(f"output {name}" if plan.names.get(node, name) == name
-                         else f"output {name} = identity({plan.names[node]})")
+        if REGISTRY[nodes[node]["op"]].leaf:
+            lines.append(f"output {name}")
+    for name, node in plan.aliases:
+        lines.append(f"output {name} = identity({plan.names[node]})")
     for st in model.program.statements:
         if isinstance(st, (S.DataInlineStmt, S.TrainStmt)):
             lines.append(statement_text(model, st))
@@ -482,7 +488,9 @@ def python_function(listing: Listing, plan: Plan, header: str, targets: list, re
         attrs = nodes[node]
         source = "inputs" if attrs["op"] == "input" else "params"
         steps.append((python_name(attrs["name"]), f"{source}[{attrs['name']!r}]", (), ""))
-    ran = [node for *_, node in steps_plan.steps]
+    by_slot = {slot: node for node, slot in steps_plan.slots.items()}
+    ran = sorted([by_slot[slot] for slot, _ in steps_plan.constants if by_slot[slot] in plan.outputs],
+                 key=steps_plan.slots.get) + [node for *_, node in steps_plan.steps]
     for node in ran:
         attrs = nodes[node]
         helpers.update(REGISTRY[attrs["op"]].printed.helpers)
