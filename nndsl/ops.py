@@ -339,6 +339,13 @@ def unbroadcast_kernel(info: KernelInfo):
     return lambda g, ref: fn(g)
 
 
+def onnx_unbroadcast(e, g, ref):
+    out = onnx_sum_to(e, g)
+    if not e.arg_batched[0] and e.arg_batched[1]:
+        out = e.unsqueeze(out, [0])          # a batch of one, which the exporter's sum over the batch leaves as is
+    return out
+
+
 def onnx_batch_sum(e, x):
     return e.reduce("ReduceSum", x, [0]) if e.arg_batched[0] else e("Identity", x)
 
@@ -1084,7 +1091,7 @@ defop("batch_sum", arity=1, shape=same, forward=None, kernel_factory=batch_sum_k
       derivative="the incoming gradient, one copy per sample",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 defop("unbroadcast", arity=2, shape=unbroadcast_shape, forward=None, kernel_factory=unbroadcast_kernel,
-      reduces_batch=True, batched_rule=all, onnx=lambda e, g, ref: onnx_sum_to(e, g),
+      reduces_batch=True, batched_rule=all, onnx=onnx_unbroadcast,
       doc="undoes broadcasting: g summed down to the shape and batch of ref",
       signature="unbroadcast(g, ref)",
       formula="g summed over the axes that broadcasting against ref added or widened, and over the batch "
