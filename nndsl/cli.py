@@ -280,8 +280,9 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import BINARY_FORMATS, FORMATS, export, format_of
-    named = format_of(args.output) if args.output and Path(args.output).suffix.lower().lstrip(".") in FORMATS else None
+    from .export import BINARY_FORMATS, EXTENSIONS, FORMATS, export, format_of
+    suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
+    named = format_of(args.output) if suffix in FORMATS or suffix in EXTENSIONS else None
     if args.format and named and named != args.format:
         raise NndslError(f"-o {args.output} names the format {named}, but --format says {args.format}")
     fmt = args.format or format_of(args.output)
@@ -426,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .export import FORMATS
     p = sub.add_parser("export", parents=[common], help="the graph as " + ", ".join(FORMATS))
     p.add_argument("--format", choices=FORMATS, help="default: from the -o extension, else dot")
-    p.add_argument("--grad", action="store_true", help="add the backward graph (not for onnx)")
+    p.add_argument("--grad", action="store_true", help="add the backward graph (not for onnx); nn, latex, python: "
+                   "the gradient program")
     p.add_argument("--params", metavar="P.npz", help="onnx: parameters (default: the declared initialisers)")
     p.add_argument("--no-clusters", action="store_true", help="dot, svg, png: don't box the calls of functions")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically); text formats default to stdout")

@@ -1,4 +1,5 @@
-"""Graph export: DOT (and SVG/PNG through Graphviz), JSON, GraphML and ONNX.
+"""Graph export: DOT (and SVG/PNG through Graphviz), JSON, GraphML, ONNX, and as source (.nn,
+LaTeX, Python: nndsl.source).
 
 `export(model, fmt)` is what `nndsl export` calls. The graph exported is `model.graph`, or with
 `grad=True` the forward graph with the backward graph added (`Model.gradient_graph` over every
@@ -30,9 +31,11 @@ from .errors import NndslError
 from .graph import arguments
 from .ops import REGISTRY, fmt_shape
 
-TEXT_FORMATS = ("dot", "svg", "json", "graphml")
+SOURCE_FORMATS = ("nn", "latex", "python")      # the graph written back as source: nndsl.source
+TEXT_FORMATS = ("dot", "svg", "json", "graphml") + SOURCE_FORMATS
 BINARY_FORMATS = ("png", "onnx")
 FORMATS = TEXT_FORMATS + BINARY_FORMATS
+EXTENSIONS = {"tex": "latex", "py": "python"}   # extensions that name a format of another name
 
 
 # ---- the graph and its interface ---------------------------------------------------------
@@ -323,6 +326,7 @@ def decode_attributes(graph: nx.DiGraph, keys: dict) -> None:
 def format_of(path) -> str:
     """The format an output file's extension names; dot when there is none or it names none."""
     suffix = Path(path).suffix.lower().lstrip(".") if path else ""
+    suffix = EXTENSIONS.get(suffix, suffix)
     return suffix if suffix in FORMATS else "dot"
 
 
@@ -337,6 +341,9 @@ def export(model, fmt: str, *, grad: bool = False, params: dict | None = None, c
                              "json or graphml")
         from .export_onnx import to_onnx
         return to_onnx(model, params).SerializeToString()
+    if fmt in SOURCE_FORMATS:
+        from .source import export as source
+        return source(model, fmt, grad)
     graph = export_graph(model, grad)
     if fmt == "json":
         return to_json(graph)

@@ -103,7 +103,9 @@ class GraphBuilder:
                 shape = tuple(op.shape(*[nodes[a]["shape"] for a in args], **static))
             except ShapeError as err:
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
-        if batched is None:
+        if batched is None and op.batched_rule is not None:
+            batched = op.batched_rule([nodes[a]["batched"] for a in args])
+        elif batched is None:
             batched = not op.unbatched and any(nodes[a]["batched"] for a in args)
         node = self.next_id
         self.next_id += 1

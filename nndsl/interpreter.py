@@ -119,20 +119,29 @@ def compile_plan(plan: Plan):
     after each value's last use. Only slot numbers, node ids (ints) and registry op names (in
     comments) are written into the source; kernels and constants are passed in by name."""
     namespace = {}
-    lines = ["def run(feeds):"]
-    for node, slot in plan.leaves.items():
-        lines.append(f"    v{slot} = feeds[{int(node)}]")
+    steps = [(f"v{slot}", f"feeds[{int(node)}]", (), "") for node, slot in plan.leaves.items()]
     for slot, value in plan.constants:
         namespace[f"c{slot}"] = value
-        lines.append(f"    v{slot} = c{slot}")
+        steps.append((f"v{slot}", f"c{slot}", (), ""))
     for i, (fn, args, out, free, node) in enumerate(plan.steps):
         namespace[f"k{i}"] = fn
-        lines.append(f"    v{out} = k{i}({', '.join(f'v{a}' for a in args)})")
-        if free:
-            lines.append(f"    del {', '.join(f'v{slot}' for slot in free)}")
-    lines.append(f"    return [{', '.join(f'v{t}' for t in plan.targets)}]")
+        steps.append((f"v{out}", f"k{i}({', '.join(f'v{a}' for a in args)})", [f"v{slot}" for slot in free], ""))
+    lines = straight_line("def run(feeds):", steps, f"[{', '.join(f'v{t}' for t in plan.targets)}]")
     exec(compile("\n".join(lines), "<nndsl compiled plan>", "exec"), namespace)
     return namespace["run"]
+
+
+def straight_line(header: str, steps, result: str) -> list:
+    """A function's lines: `header`, then per step (name, expression, names read for the last
+    time, comment) the line `name = expression  # comment` and a `del` of those names, then
+    `return result`. The compiled plan and the Python export (nndsl.source) both write with it."""
+    lines = [header]
+    for name, expression, free, comment in steps:
+        lines.append(f"    {name} = {expression}" + (f"  # {comment}" if comment else ""))
+        if free:
+            lines.append(f"    del {', '.join(free)}")
+    lines.append(f"    return {result}")
+    return lines
 
 
 def interpret(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:

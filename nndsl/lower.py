@@ -182,8 +182,24 @@ def build_node(e, args, fr: Frame, builder: GraphBuilder):
         return builder.add(e.op, a, b, what=f"'{e.symbol}'", **kw)
     if isinstance(e, S.Call):
         op = lookup(e.func)
-        return builder.add(op.name, *args, what=f"{e.func}()", **kw)
+        static = {}
+        if op.attrs:
+            args, static = indexed_last(e, args, builder)
+        return builder.add(op.name, *args, what=f"{e.func}()", **kw, **static)
     raise AssertionError(f"no lowering for {type(e).__name__}")
+
+
+def indexed_last(e: S.Call, args: list, builder: GraphBuilder) -> tuple[list, dict]:
+    """A function with static subscripts takes them from its last argument, written indexed:
+    `index_grad(g, x[1:3])` reads x and the subscripts `[1:3]` (the index node itself goes)."""
+    last = builder.graph.nodes[args[-1]]
+    if last["op"] != "index":
+        raise NndslError(f"{e.func}() takes an indexed value as its last argument: {e.func}(g, x[0])", e.args[-1].span)
+    (x,) = [a for a, _ in builder.graph.pred[args[-1]].items()]
+    static = {"subscripts": last["subscripts"]}
+    if builder.graph.out_degree(args[-1]) == 0 and last["name"] is None:
+        builder.graph.remove_node(args[-1])
+    return args[:-1] + [x], static
 
 
 def product(builder: GraphBuilder, a, b, span, fr: Frame):

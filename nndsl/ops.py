@@ -84,6 +84,9 @@ class Op:
     overflows: bool = False
     units: dict = field(default_factory=dict)    # {argument position: the constant that leaves the other}
     look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
+    # (arguments' batched flags) -> whether its value carries the batch axis; default: any of them
+    batched_rule: Callable | None = None
+    printed: "Printed | None" = None      # how .nn, LaTeX and Python write it: see `defprint`
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -318,6 +321,36 @@ def batch_size_kernel(info: KernelInfo):
     dtype = info.dtype
     batched = info.arg_batched[0]
     return lambda x: np.asarray(x.shape[0] if batched else 1, dtype=dtype)
+
+
+def batch_sum_kernel(info: KernelInfo):
+    if info.arg_batched[0]:
+        return lambda x: np.add.reduce(x, axis=0)
+    return lambda x: x
+
+
+def unbroadcast_shape(g: Shape, ref: Shape) -> Shape:
+    if broadcast(g, ref) != tuple(g):
+        raise ShapeError(f"{fmt_shape(ref)} does not broadcast to {fmt_shape(g)}, so {fmt_shape(g)} cannot be "
+                         f"summed down to it")
+    return ref
+
+
+def unbroadcast_kernel(info: KernelInfo):
+    """sum_to's kernel, the shape and batch layout read from the second argument."""
+    fn = sum_to_kernel(info)
+    return lambda g, ref: fn(g)
+
+
+def onnx_unbroadcast(e, g, ref):
+    out = onnx_sum_to(e, g)
+    if not e.arg_batched[0] and e.arg_batched[1]:
+        out = e.unsqueeze(out, [0])          # a batch of one, which the exporter's sum over the batch leaves as is
+    return out
+
+
+def onnx_batch_sum(e, x):
+    return e.reduce("ReduceSum", x, [0]) if e.arg_batched[0] else e("Identity", x)
 
 
 def const_kernel(info: KernelInfo):
@@ -868,11 +901,11 @@ defop("min", arity=2, shape=broadcast, forward=np.minimum, elementwise=True, kin
       derivative="1 to the smaller side, 0 to the other; at a tie each side gets 1/2 (as torch.minimum)",
       vjp=(lambda d, g, out, a, b: d.mul(g, d.tie_mask(b, a)),
            lambda d, g, out, a, b: d.mul(g, d.tie_mask(a, b))))
-defop("tie_mask", arity=2, shape=broadcast, forward=tie_mask, elementwise=True, callable=False,
+defop("tie_mask", arity=2, shape=broadcast, forward=tie_mask, elementwise=True,
       onnx=onnx_tie_mask,
       differentiable=False,
       doc="how max and min share the gradient: 1 where a > b, 1/2 at ties, else 0",
-      signature="internal: made by the differentiator (the gradients of max and min)",
+      signature="tie_mask(a, b)",
       formula="1 where a > b, 1/2 where a = b, 0 where a < b",
       derivative="none: it is piecewise constant")
 
@@ -974,11 +1007,11 @@ defop("log_softmax", arity=1, shape=at_least_vector, forward=log_softmax_fwd,
       formula="z_i − log Σ_j e^(z_j) along the last axis (log-sum-exp, shifted by max z)",
       derivative="g − softmax(z) Σ g for the incoming gradient g, with Σ along the last axis",
       vjp=(lambda d, g, out, x: d.sub(g, d.mul(d.exp(out), d.sum_last(g))),))
-defop("sum_last", arity=1, shape=last_axis_sum, callable=False,
+defop("sum_last", arity=1, shape=last_axis_sum,
       onnx=lambda e, x: e.reduce("ReduceSum", x, [-1], keepdims=True),
       forward=lambda info, x: x.sum(axis=-1, keepdims=True),
       doc="sum along the last axis, which is kept with size 1",
-      signature="internal: made by the differentiator (the gradients of softmax and log_softmax)",
+      signature="sum_last(a)",
       formula="Σ_j z_j along the last axis, keeping it",
       derivative="1 for every element: the incoming gradient broadcast back along the last axis",
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
@@ -1010,11 +1043,11 @@ defop("matmul", arity=2, shape=matmul_shape, forward=None, callable=False, kerne
       formula="Σ_k a_ik b_kj: [m, n]·[n] → [m], [n]·[n] → [], [m, n]·[n, p] → [m, p], [n]·[n, p] → [p]",
       derivative="∂a = g bᵀ, ∂b = aᵀ g for the incoming gradient g (an outer product where a side is a vector)",
       vjp=(matmul_grad_a, matmul_grad_b))
-defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel, callable=False,
+defop("outer", arity=2, shape=outer_shape, forward=None, kernel_factory=outer_kernel,
       onnx=onnx_outer,
       batch_reducible=True, reduces_batch=True,
       doc="outer product of two vectors",
-      signature="internal: made by the differentiator (the gradient of W x)", formula="a bᵀ: [m] and [n] → [m, n]",
+      signature="outer(a, b)", formula="a bᵀ: [m] and [n] → [m, n]",
       derivative="∂a = g b, ∂b = gᵀ a for the incoming gradient g",
       vjp=(lambda d, g, out, a, b: d.matmul(g, b),
            lambda d, g, out, a, b: d.matmul(a, g)))
@@ -1028,9 +1061,9 @@ defop("index", arity=1, attrs=("subscripts",), shape=index_shape, forward=None, 
       derivative="the incoming gradient scattered into zeros shaped like x (index_grad)",
       vjp=(lambda d, g, out, x: d.index_grad(g, x, subscripts=d.attr(out, "subscripts")),))
 defop("index_grad", arity=2, attrs=("subscripts",), shape=lambda g, x, subscripts: x, forward=None,
-      kernel_factory=index_grad_kernel, callable=False, onnx=onnx_index_grad,
+      kernel_factory=index_grad_kernel, onnx=onnx_index_grad,
       doc="the gradient of an index: g scattered into zeros shaped like the indexed value",
-      signature="internal: made by the differentiator (the gradient of x[i])",
+      signature="index_grad(g, x[i]): its last argument is written indexed, and names the places",
       formula="zeros shaped like x, with g at the indexed places",
       derivative="∂g: the same index applied to the incoming gradient; none to x",
       vjp=(lambda d, g, out, gin, x: d.index(g, subscripts=d.attr(out, "subscripts")), None))
@@ -1055,17 +1088,17 @@ defop("sum_to", arity=1, shape=same, forward=None, kernel_factory=sum_to_kernel,
       vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
 defop("broadcast_like", arity=2, shape=broadcast, forward=None, kernel_factory=broadcast_like_kernel, elementwise=True,
       onnx=onnx_broadcast_like,
-      callable=False, doc="broadcasts its first argument against its second: to their joint shape and batch",
-      signature="internal: made by the differentiator",
+      doc="broadcasts its first argument against its second: to their joint shape and batch",
+      signature="broadcast_like(x, ref)",
       formula="x repeated along the axes, and the batch, where ref is larger",
       derivative="∂x: the incoming gradient summed back to x's shape; none to ref",
       vjp=(lambda d, g, out, x, ref: d.sum_to(g, like=x), None))
-defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel, callable=False,
+defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel,
       onnx=onnx_batch_size,
       differentiable=False, unbatched=True,
       doc="the number of samples in the batch (1 without one)",
-      signature="internal: made for the batch mean of the loss",
-      formula="B, the size of its argument's leading batch axis",
+      signature="batch_size(a)",
+      formula="B, the number of samples a carries (1 for a value without the batch axis)",
       derivative="none: it is a count")
 defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:], xs[0]), elementwise=True,
       onnx=onnx_same("Sum"), look=dict(shape="octagon", fillcolor="#ede9fe", color="#6d28d9", fontcolor="#4c1d95"),
@@ -1073,10 +1106,24 @@ defop("accumulate", arity=None, shape=same_shapes, forward=lambda *xs: sum(xs[1:
       signature="internal: made by the differentiator (drawn as Σ)", formula="a + b + ... of gradients of one shape",
       derivative="1 to each argument",
       vjp=lambda d, g, out, *xs: g)
-defop("one_hot", arity=2, shape=index_like, class_index=(0, 1), forward=one_hot_fwd, callable=False, differentiable=False,
+defop("batch_sum", arity=1, shape=same, forward=None, kernel_factory=batch_sum_kernel, unbatched=True,
+      onnx=onnx_batch_sum,
+      doc="the sum over the samples of the batch (a gradient program's parameter gradients)",
+      signature="batch_sum(a)", formula="Σ over the batch of a; a value without the batch axis is one sample: itself",
+      derivative="the incoming gradient, one copy per sample",
+      vjp=(lambda d, g, out, x: d.broadcast_like(g, x),))
+defop("unbroadcast", arity=2, shape=unbroadcast_shape, forward=None, kernel_factory=unbroadcast_kernel,
+      reduces_batch=True, batched_rule=all, onnx=onnx_unbroadcast,
+      doc="undoes broadcasting: g summed down to the shape and batch of ref",
+      signature="unbroadcast(g, ref)",
+      formula="g summed over the axes that broadcasting against ref added or widened, and over the batch "
+              "when ref has none",
+      derivative="∂g: the incoming gradient broadcast back to g's shape; none to ref",
+      vjp=(lambda d, g, out, x, ref: d.broadcast_like(g, x), None))
+defop("one_hot", arity=2, shape=index_like, class_index=(0, 1), forward=one_hot_fwd, differentiable=False,
       onnx=onnx_one_hot,
       doc="one-hot rows for class indices, as wide as the second argument",
-      signature="internal: made by the differentiator (the gradients of the sparse cross entropies)",
+      signature="one_hot(k, ref)",
       formula="1 at position k of each row, 0 elsewhere; k an integer in [0, n)",
       derivative="none: it is piecewise constant")
 
@@ -1215,3 +1262,300 @@ defop("perceptron", arity=2, correct=same_sign, kink=lambda y, t: t * y, shape=p
 def user_functions() -> list[str]:
     """The built-in functions a .nn file can call, aliases included."""
     return sorted([n for n, op in REGISTRY.items() if op.callable] + list(ALIASES))
+
+
+# ---- printed forms: how a .nn program, LaTeX and a NumPy module write each op ---------------
+# A Form is a template with {0}, {1}, ... for the operands ({*}: all of them, joined by `sep`),
+# the precedence of what it writes, and the least precedence each operand may have without
+# parentheses (the last entry repeats). Precedence, loosest first: 1 sum, 2 product, 3 negation,
+# 4 matrix product, 5 power, 6 postfix (index, ᵀ), 8 literal, 9 name, call or parenthesised.
+# A form may instead be a function (info, *operands) -> (text, precedence) of the node's
+# KernelInfo and its operands, each (text, precedence). nndsl.source prints with them.
+ATOM = 9
+
+
+@dataclass(frozen=True)
+class Form:
+    template: str
+    prec: int = ATOM
+    operands: tuple = (0,)
+    sep: str = ", "
+
+
+@dataclass(frozen=True)
+class Printed:
+    nn: object                     # Form or function: .nn notation (SPEC section 3)
+    latex: object                  # LaTeX math, the subset KaTeX, MathJax and matplotlib's mathtext share
+    python: object                 # NumPy, over the run-time layout (a batched value has its batch axis first)
+    helpers: tuple = ()            # names of functions of nndsl.source.PY_HELPERS the Python form calls
+    ref: bool = False              # reads a value of its own shape and batch layout as a last operand
+    call_it: str = ""              # what to call a value of this op that needs a name of its own
+
+
+def defprint(name: str, nn, latex, python, **fields) -> None:
+    """Sets the printed forms of a registered op (its `printed` slot)."""
+    op = REGISTRY[name]
+    object.__setattr__(op, "printed", Printed(nn=nn, latex=latex, python=python, **fields))
+
+
+def call(fn: str) -> Form:
+    return Form(fn + "({*})")
+
+
+def infix(symbol: str, prec: int) -> Form:
+    """A left-associative infix operator."""
+    return Form("{0}" + symbol + "{1}", prec, (prec, prec + 1))
+
+
+def paren(text: str, prec: int, least: int) -> str:
+    return f"({text})" if prec < least else text
+
+
+def py_axes(axes) -> str:
+    axes = tuple(axes)
+    return str(axes[0]) if len(axes) == 1 else str(axes)
+
+
+def py_per_sample_mean(elements: str):
+    """A loss that is the mean over one sample's elements of `elements` (a Python template)."""
+    def form(info, *xs):
+        text = elements.format(*[paren(t, p, ATOM) for t, p in xs])
+        shape = broadcast(*info.arg_shapes)
+        if not shape:
+            return text, 2
+        return f"({text}).mean(axis={py_axes(per_sample_axes(shape))})", ATOM
+    return form
+
+
+def py_class_mean(per_class: str):
+    def form(info, *xs):
+        text = f"({per_class.format(*[paren(t, p, ATOM) for t, p in xs])}).sum(axis=-1)"
+        shape = broadcast(*info.arg_shapes)[:-1]
+        if not shape:
+            return text, ATOM
+        return f"{text}.mean(axis={py_axes(tuple(a - 1 for a in per_sample_axes(shape)))})", ATOM
+    return form
+
+
+def py_matmul(info, a, b):
+    (ra, rb), (ba, bb), bo = (len(s) for s in info.arg_shapes), info.arg_batched, info.batched
+    a, b = paren(*a, ATOM), paren(*b, ATOM)
+    if not ba and not bb:
+        return f"{a} @ {b}", 2
+    if bo and not ba and ra == 2 and bb and rb == 1:
+        return f"{b} @ {a}.T", 2
+    if bo and ((ba and not bb and rb == 2) or (not ba and ra == 2 and bb and rb == 2)):
+        return f"{a} @ {b}", 2
+    if bo and (ra, rb) == (1, 1) and ba != bb:
+        return (f"{a} @ {b}" if ba else f"{b} @ {a}"), 2
+    sa, sb, so = MATMUL_CASES[(ra, rb)]
+    spec = f"{'z' if ba else ''}{sa},{'z' if bb else ''}{sb}->{'z' if bo else ''}{so}"
+    return f"np.einsum('{spec}', {a}, {b})", ATOM
+
+
+def py_outer(info, a, b):
+    (ba, bb), bo = info.arg_batched, info.batched
+    a, b = paren(*a, ATOM), paren(*b, ATOM)
+    if not ba and not bb:
+        return f"np.outer({a}, {b})", ATOM
+    if ba and bb and not bo:
+        return f"{a}.T @ {b}", 2
+    return f"np.einsum('{'z' if ba else ''}m,{'z' if bb else ''}n->{'z' if bo else ''}mn', {a}, {b})", ATOM
+
+
+def py_transpose(info, x):
+    rank = len(info.shape)
+    if rank < 2:
+        return x
+    if info.batched:
+        return f"{paren(*x, ATOM)}.transpose{(0,) + tuple(range(rank, 0, -1))}", ATOM
+    return f"{paren(*x, ATOM)}.T", ATOM
+
+
+def py_reduce(method: str):
+    def form(info, x):
+        shape = info.arg_shapes[0]
+        if not shape:
+            return x
+        return f"{paren(*x, ATOM)}.{method}(axis={py_axes(per_sample_axes(shape))})", ATOM
+    return form
+
+
+def py_sum_to(info, x, *ref):
+    src, dst = info.arg_shapes[0], info.shape
+    lead = len(src) - len(dst)
+    offset = 1 if info.arg_batched[0] else 0
+    axes = tuple(range(offset, offset + lead))
+    if info.arg_batched[0] and not info.batched:
+        axes, offset = (0,) + axes, 0
+    kept = tuple(offset + i for i, (s, d) in enumerate(zip(src[lead:], dst)) if d == 1 and s != 1)
+    text, prec = x
+    if axes:
+        text, prec = f"{paren(text, prec, ATOM)}.sum(axis={py_axes(axes)})", ATOM
+    if kept:
+        text, prec = f"{paren(text, prec, ATOM)}.sum(axis={py_axes(kept)}, keepdims=True)", ATOM
+    return text, prec
+
+
+def py_broadcast_like(info, x, ref):
+    shape = info.shape
+    if not info.batched:
+        return (x if info.arg_shapes[0] == shape else (f"np.broadcast_to({x[0]}, {shape})", ATOM))
+    text = paren(*x, ATOM)
+    pad = len(shape) - len(info.arg_shapes[0])
+    if info.arg_batched[0] and pad:
+        text = f"{text}[:, {', '.join(['None'] * pad)}]"
+    source = text if info.arg_batched[0] else paren(*ref, ATOM)
+    return f"np.broadcast_to({text}, {source}.shape[:1] + {shape})", ATOM
+
+
+def py_index(info, x):
+    subs = info.attrs["subscripts"][1:-1]
+    return f"{paren(*x, ATOM)}[{':, ' if info.arg_batched[0] else ''}{subs}]", ATOM
+
+
+def py_index_grad(info, g, x):
+    lead = ":, " if info.batched else ""
+    source = g if info.arg_batched[0] else x
+    size = f"{paren(*source, ATOM)}.shape[:1] + " if info.batched else ""
+    return f"scatter({g[0]}, {size}{info.shape}, np.s_[{lead}{info.attrs['subscripts'][1:-1]}])", ATOM
+
+
+def py_concat(info, *xs):
+    if info.batched:
+        ref = next(paren(*x, ATOM) for x, b in zip(xs, info.arg_batched) if b)
+        texts = [x[0] if b else f"np.broadcast_to({x[0]}, {ref}.shape[:1] + {s})"
+                 for x, b, s in zip(xs, info.arg_batched, info.arg_shapes)]
+    else:
+        texts = [x[0] for x in xs]
+    return f"np.concatenate([{', '.join(texts)}], axis=-1)", ATOM
+
+
+def nn_matmul(info, a, b):
+    """Juxtaposition for a matrix (`W x`), `·` for two vectors (`w · x`)."""
+    a_text, b_text = paren(*a, 5), paren(*b, 4)
+    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("["):
+        return f"{a_text} {b_text}", 4
+    return f"{a_text} · {b_text}", 4
+
+
+def nn_sum_to(info, x, ref=None):
+    """sum_to is unbroadcast(g, ref) for a value ref of its shape and batch, or batch_sum(g) when
+    only the batch is summed."""
+    if info.arg_shapes[0] == info.shape and info.arg_batched[0] and not info.batched:
+        return f"batch_sum({x[0]})", ATOM
+    if ref is None:
+        raise LookupError("sum_to")
+    return f"unbroadcast({x[0]}, {ref[0]})", ATOM
+
+
+def latex_sum_to(info, x, ref=None):
+    if info.arg_shapes[0] == info.shape and info.arg_batched[0] and not info.batched:
+        return latex_batch_sum(info, x)
+    ref_text = ref[0] if ref else "\\cdot"
+    return f"\\mathrm{{unbroadcast}}({x[0]}, {ref_text})", ATOM
+
+
+def latex_batch_sum(info, x):
+    return f"\\sum_{{b}} {paren(*x, 3)}", 2
+
+
+def latex_mul(info, a, b):
+    if () in info.arg_shapes:            # scaling, as a slide writes it: 0.5 (ŷ − y)
+        left, right = paren(*a, 3), paren(*b, 4)
+        return (f"{left} \\cdot {right}" if right[:1].isdigit() else f"{left}\\,{right}"), 2
+    return f"{paren(*a, 2)} \\odot {paren(*b, 3)}", 2
+
+
+def latex_matmul(info, a, b):
+    if info.arg_shapes[0] == info.arg_shapes[1] and len(info.arg_shapes[0]) == 1:
+        return f"{paren(*a, 5)} \\cdot {paren(*b, 5)}", 4
+    return f"{paren(*a, 5)} {paren(*b, 4)}", 4
+
+
+def latex_call(name: str) -> Form:
+    return Form(f"\\mathrm{{{name}}}({{*}})")
+
+
+def latex_index(info, x):
+    return f"{paren(*x, ATOM)}_{{{info.attrs['subscripts'][1:-1]}}}", 6
+
+
+def elementwise(nn: str, latex, python, **fields):
+    """An elementwise function: called by name in .nn, `latex` a command or a Form, NumPy `python`."""
+    return dict(nn=call(nn), latex=latex if isinstance(latex, Form) else Form(latex + "({*})"),
+                python=python if isinstance(python, Form) else Form(python, ATOM, (0,)), **fields)
+
+
+defprint("input", None, None, None)
+defprint("param", None, None, None)
+defprint("const", None, None, None)
+defprint("add", infix(" + ", 1), infix(" + ", 1), infix(" + ", 1))
+defprint("sub", infix(" - ", 1), infix(" - ", 1), infix(" - ", 1))
+defprint("mul", infix(" * ", 2), latex_mul, infix(" * ", 2))
+defprint("div", infix(" / ", 2), Form("\\frac{{{0}}}{{{1}}}", ATOM, (0,)), infix(" / ", 2))
+defprint("neg", Form("-{0}", 3, (3,)), Form("-{0}", 3, (3,)), Form("-{0}", 3, (4,)))
+defprint("pow", Form("{0}^{1}", 5, (6, 5)), Form("{{{0}}}^{{{1}}}", 5, (6, 0)), Form("{0} ** {1}", 5, (6, 3)))
+defprint("max", call("max"), Form("\\max({*})"), Form("np.maximum({0}, {1})"))
+defprint("min", call("min"), Form("\\min({*})"), Form("np.minimum({0}, {1})"))
+defprint("tie_mask", call("tie_mask"), latex_call("tie"), Form("({0} > {1}) + 0.5 * ({0} == {1})", 1, (ATOM,)))
+defprint("relu", **elementwise("relu", "\\mathrm{relu}", "np.maximum({0}, 0.0)"))
+defprint("sigmoid", **elementwise("σ", "\\sigma", "np.exp(-np.logaddexp(0.0, -{0}))"))
+defprint("tanh", **elementwise("tanh", "\\tanh", "np.tanh({0})"))
+defprint("step", **elementwise("step", "\\mathrm{step}", Form("({0} > 0) * 1.0", 2, (ATOM,))))
+defprint("sign", **elementwise("sign", "\\mathrm{sign}", "np.sign({0})"))
+defprint("softplus", **elementwise("softplus", "\\mathrm{softplus}", "np.logaddexp(0.0, {0})"))
+defprint("leaky_relu", **elementwise("leaky_relu", "\\mathrm{leaky}", "np.where({0} > 0, {0}, {0} * {1})"))
+defprint("identity", **elementwise("identity", Form("{0}", 0, (0,)), Form("{0}", 0, (0,))))
+defprint("exp", **elementwise("exp", Form("e^{{{0}}}", 5, (0,)), "np.exp({0})"))
+defprint("log", **elementwise("log", "\\log", "np.log({0})"))
+defprint("abs", **elementwise("abs", Form("|{0}|", ATOM, (0,)), "np.abs({0})"))
+defprint("sqrt", **elementwise("sqrt", Form("\\sqrt{{{0}}}", ATOM, (0,)), "np.sqrt({0})"))
+defprint("log_sigmoid", **elementwise("log_sigmoid", Form("\\log \\sigma({0})", 2, (0,)),
+                                      Form("-np.logaddexp(0.0, -{0})", 3, (ATOM,))))
+defprint("softmax", call("softmax"), latex_call("softmax"),
+         Form("np.exp({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True))"))
+defprint("log_softmax", call("log_softmax"), Form("\\log \\mathrm{{softmax}}({0})", 2, (0,)),
+         Form("{0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)", 1, (ATOM,)))
+defprint("sum_last", call("sum_last"), Form("\\sum_{{j}} {0}_{{j}}", 2, (ATOM,)),
+         Form("{0}.sum(axis=-1, keepdims=True)", ATOM, (ATOM,)))
+defprint("sum", call("sum"), Form("\\sum_{{i}} {0}", 2, (3,)), py_reduce("sum"))
+defprint("mean", call("mean"), latex_call("mean"), py_reduce("mean"))
+defprint("transpose", Form("{0}ᵀ", 6, (8,)), Form("{0}^{{\\top}}", 6, (ATOM,)), py_transpose)
+defprint("matmul", nn_matmul, latex_matmul, py_matmul)
+defprint("outer", call("outer"), Form("{0} {1}^{{\\top}}", 4, (5, ATOM)), py_outer)
+defprint("index", Form("{0}{subscripts}", 6, (ATOM,)), latex_index, py_index)
+defprint("index_grad", Form("index_grad({0}, {1}{subscripts})", ATOM, (0, ATOM)),
+         latex_call("scatter"), py_index_grad, helpers=("scatter",))
+defprint("concat", call("concat"), latex_call("concat"), py_concat)
+defprint("argmax", call("argmax"), Form("\\arg\\max({0})"), Form("np.argmax({0}, axis=-1) * 1.0"))
+defprint("sum_to", nn_sum_to, latex_sum_to, py_sum_to, ref=True)
+defprint("batch_sum", call("batch_sum"), latex_batch_sum, Form("{0}.sum(axis=0)", ATOM, (ATOM,)))
+defprint("unbroadcast", call("unbroadcast"), latex_call("unbroadcast"), lambda info, g, ref: py_sum_to(info, g))
+defprint("broadcast_like", call("broadcast_like"), Form("{0}", 0, (0,)), py_broadcast_like)
+defprint("batch_size", call("batch_size"), Form("B"), lambda info, x: ("float(len(%s))" % x[0] if info.arg_batched[0]
+                                                                       else "1.0", ATOM), call_it="B")
+defprint("accumulate", Form("{*}", 1, (1, 2), sep=" + "), Form("{*}", 1, (1, 2), sep=" + "),
+         Form("{*}", 1, (1, 2), sep=" + "))
+defprint("one_hot", call("one_hot"), latex_call("onehot"), Form("one_hot({0}, {1})"), helpers=("one_hot",))
+# losses; a fused one is written as what it fuses, which compiles back to it
+defprint("mse", call("mse"), latex_call("mse"), py_per_sample_mean("({0} - {1}) ** 2"))
+defprint("mae", call("mae"), latex_call("mae"), py_per_sample_mean("np.abs({0} - {1})"))
+defprint("bce", call("bce"), latex_call("bce"),
+         py_per_sample_mean("-({1} * clamped_log({0}) + (1 - {1}) * clamped_log(1 - {0}))"), helpers=("clamped_log",))
+defprint("bce_logits", Form("bce(σ({0}), {1})"), Form("\\mathrm{{bce}}(\\sigma({0}), {1})"),
+         py_per_sample_mean("{0} * (({0} > 0) - {1}) + np.logaddexp(0.0, -np.abs({0}))"))
+defprint("cross_entropy", call("cross_entropy"), latex_call("CE"),
+         py_class_mean("-({1} * clamped_log({0}))"), helpers=("clamped_log",))
+defprint("cross_entropy_logits", Form("cross_entropy(softmax({0}), {1})"),
+         Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"),
+         py_class_mean("-({1} * ({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)))"))
+defprint("sparse_cross_entropy", call("sparse_cross_entropy"), latex_call("CE"),
+         Form("-clamped_log(pick({0}, {1}))", 3), helpers=("clamped_log", "pick"))
+defprint("sparse_cross_entropy_logits", Form("sparse_cross_entropy(softmax({0}), {1})"),
+         Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"),
+         Form("np.logaddexp.reduce({0}, axis=-1) - pick({0}, {1})", 1), helpers=("pick",))
+defprint("hinge", call("hinge"), latex_call("hinge"), py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0})"))
+defprint("squared_hinge", call("squared_hinge"), latex_call("hinge^2"),
+         py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0}) ** 2"))
+defprint("perceptron", call("perceptron"), latex_call("perceptron"), py_per_sample_mean("np.maximum(0.0, -{1} * {0})"))

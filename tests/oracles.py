@@ -111,6 +111,8 @@ CASES = {
                            lambda x, r: torch.broadcast_tensors(x, r)[0], no_grad=(1,),
                            broadcasts=(((2, 1), (3,)), ((2, 3), (3,)), ((), (2,)))),
     "batch_size": Case(None, ((3,),), no_grad=(0,)),          # checked in test_batch_size
+    "batch_sum": Case(None, ((3,),)),                          # batch-level: tests/test_source_export.py
+    "unbroadcast": Case(None, ((2, 3), (3,)), no_grad=(1,)),    # batch-level: tests/test_source_export.py
     "index": Case(lambda x: x[1:, -1], ((3, 4),), lambda x: x[1:, -1], explicit={"subscripts": "[1:, -1]"}),
     "index_grad": Case(scatter, ((2,), (3, 4)), torch_scatter, no_grad=(1,), explicit={"subscripts": "[1:, -1]"}),
     "concat": Case(lambda a, b, c: np.concatenate([a, b, c], -1), ((2, 3), (2, 1), (2, 2)),
