@@ -1555,6 +1555,10 @@ defprint("sparse_cross_entropy", call("sparse_cross_entropy"), latex_call("CE"),
 defprint("sparse_cross_entropy_logits", Form("sparse_cross_entropy(softmax({0}), {1})"),
          Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"),
          Form("np.logaddexp.reduce({0}, axis=-1) - pick({0}, {1})", 1), helpers=("pick",))
+defprint("sparse_cross_entropy_logits_grad", Form("softmax({0}) - one_hot({1}, {0})", 1, (0,)),
+         Form("\\mathrm{{softmax}}({0}) - \\mathrm{{onehot}}({1})", 1, (0,)),
+         Form("np.exp({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)) - one_hot({1}, {0})", 1, (0,)),
+         helpers=("one_hot",))
 defprint("hinge", call("hinge"), latex_call("hinge"), py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0})"))
 defprint("squared_hinge", call("squared_hinge"), latex_call("hinge^2"),
          py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0}) ** 2"))
