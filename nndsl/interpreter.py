@@ -5,9 +5,10 @@ iteratively), specialises each node's kernel to its shapes and batch layout once
 after which step each value is read for the last time, so it can be dropped there. `execute`
 is the loop.
 
-A plan that runs a second time is compiled (`compile_plan`): its steps become one straight-line
-Python function, a line per step and `del` after a value's last use, so a training loop pays no
-interpretation per op. The generated source holds slot numbers and registry op names only;
+A plan that runs a second time is compiled (`compile_plan`), once per batch size: its steps
+become one straight-line Python function, a line per step and `del` after a value's last use, so
+a training loop pays no interpretation per op; what depends on constants and the batch size
+alone (B, 1/B) is computed while compiling (`fold`). The generated source holds slot numbers and registry op names only;
 nothing from a model file is ever part of it.
 """
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Plan:
     size: int
     constant_ids: frozenset = frozenset()    # ids of the constants' arrays, which results must not be
     runs: int = 0                            # how often it ran; compiled when it runs again
-    compiled: object = None                  # feeds -> target values, from compile_plan
+    compiled: dict = None                    # batch size -> (feeds -> target values, ids of its constants)
+    batch_only: frozenset = frozenset()      # steps whose value is the batch size's alone (`batch_only`)
+    batch_leaf: object = None                # a batched leaf, whose feed tells the batch size
     quiet: bool = False                      # runs with overflow warnings off (an op that `overflows`)
 
 
@@ -88,8 +91,10 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
             frees[i].append(slot)
     steps = [(fn, args, out, tuple(free), node) for (fn, args, out, node), free in zip(raw, frees)]
     quiet = any(REGISTRY[nodes[node]["op"]].overflows for *_, node in steps)
+    batch_only = frozenset(i for i, (*_, node) in enumerate(steps) if REGISTRY[nodes[node]["op"]].batch_only)
+    batch_leaf = next((node for node in leaves if nodes[node]["batched"]), None)
     return Plan(steps, slots, constants, leaves, target_slots, len(order),
-                frozenset(id(v) for _, v in constants), quiet=quiet)
+                frozenset(id(v) for _, v in constants), quiet=quiet, batch_only=batch_only, batch_leaf=batch_leaf)
 
 
 def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
@@ -102,33 +107,74 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
     return run(plan, graph, feeds)
 
 
+VARIANTS = 8          # compiled variants of a plan, one per batch size (an epoch's last batch is smaller)
+
+
 def run(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
     plan.runs += 1
     if plan.runs > 1:
+        batch = feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None
         if plan.compiled is None:
-            plan.compiled = compile_plan(plan)
-        try:
-            return owned(plan.compiled(feeds), plan.constant_ids, feeds)
-        except FloatingPointError:
-            pass
+            plan.compiled = {}
+        variant = plan.compiled.get(batch)
+        if variant is None and len(plan.compiled) < VARIANTS:
+            variant = plan.compiled[batch] = compile_plan(plan, batch)
+        if variant is not None:
+            fn, constant_ids = variant
+            try:
+                return owned(fn(feeds), constant_ids, feeds)
+            except FloatingPointError:
+                pass
     return interpret(plan, graph, feeds)
 
 
-def compile_plan(plan: Plan):
-    """The plan as one straight-line function of the feeds: `v7 = k3(v2, v5)` per step, `del`
-    after each value's last use. Only slot numbers, node ids (ints) and registry op names (in
-    comments) are written into the source; kernels and constants are passed in by name."""
+class BatchOf:
+    """What a `batch_only` kernel reads of an argument: the shape's batch axis."""
+
+    def __init__(self, batch: int):
+        self.shape = (batch,)
+
+
+def fold(plan: Plan, batch: int | None) -> tuple[dict, set]:
+    """The values known before any feed for this batch size: the constants, then the steps that
+    read only those or the batch size (1/B, the batch-mean's divisor). ({slot: value}, folded step
+    indices)."""
+    known = dict(plan.constants)
+    folded = set()
+    for i, (fn, args, out, _, _) in enumerate(plan.steps):
+        if i in plan.batch_only and batch is not None:
+            known[out] = fn(*[BatchOf(batch)] * len(args))
+        elif args and all(a in known for a in args):
+            known[out] = fn(*[known[a] for a in args])
+        else:
+            continue
+        folded.add(i)
+    return known, folded
+
+
+def compile_plan(plan: Plan, batch: int | None = None):
+    """The plan for one batch size as one straight-line function of the feeds: `v7 = k3(v2, v5)`
+    per step, `del` after each value's last use, with what `fold` knows passed in as constants.
+    Only slot numbers, node ids (ints) and registry op names (in comments) are written into the
+    source; kernels and constants are passed in by name. Returns (function, ids of its constants)."""
+    known, folded = fold(plan, batch)
+    live = [step for i, step in enumerate(plan.steps) if i not in folded]
+    read = {a for _, args, *_ in live for a in args} | set(plan.targets)
     namespace = {}
     steps = [(f"v{slot}", f"feeds[{int(node)}]", (), "") for node, slot in plan.leaves.items()]
-    for slot, value in plan.constants:
-        namespace[f"c{slot}"] = value
-        steps.append((f"v{slot}", f"c{slot}", (), ""))
-    for i, (fn, args, out, free, node) in enumerate(plan.steps):
+    for slot, value in known.items():
+        if slot in read:
+            namespace[f"c{slot}"] = value
+            steps.append((f"v{slot}", f"c{slot}", (), ""))
+    defined = set(plan.leaves.values()) | {slot for slot in known if slot in read}
+    for i, (fn, args, out, free, node) in enumerate(live):
         namespace[f"k{i}"] = fn
-        steps.append((f"v{out}", f"k{i}({', '.join(f'v{a}' for a in args)})", [f"v{slot}" for slot in free], ""))
+        defined.add(out)
+        steps.append((f"v{out}", f"k{i}({', '.join(f'v{a}' for a in args)})",
+                      [f"v{slot}" for slot in free if slot in defined], ""))
     lines = straight_line("def run(feeds):", steps, f"[{', '.join(f'v{t}' for t in plan.targets)}]")
     exec(compile("\n".join(lines), "<nndsl compiled plan>", "exec"), namespace)
-    return namespace["run"]
+    return namespace["run"], frozenset(id(namespace[f"c{slot}"]) for slot in known if slot in read)
 
 
 def straight_line(header: str, steps, result: str) -> list:

@@ -82,6 +82,9 @@ class Op:
     # Its kernel overflows an intermediate to inf on purpose, for a finite result (the sigmoid's
     # exp(-x)): plans holding it run with NumPy's overflow warnings off.
     overflows: bool = False
+    # Its value depends on nothing but the batch size of its arguments (x.shape[0]): a plan
+    # compiled for one batch size computes it once (`batch_size`).
+    batch_only: bool = False
     units: dict = field(default_factory=dict)    # {argument position: the constant that leaves the other}
     look: dict = field(default_factory=dict)     # DOT attributes of its nodes, over the role's
     # (arguments' batched flags) -> whether its value carries the batch axis; default: any of them
@@ -1095,7 +1098,7 @@ defop("broadcast_like", arity=2, shape=broadcast, forward=None, kernel_factory=b
       vjp=(lambda d, g, out, x, ref: d.sum_to(g, like=x), None))
 defop("batch_size", arity=1, shape=scalar, forward=None, kernel_factory=batch_size_kernel,
       onnx=onnx_batch_size,
-      differentiable=False, unbatched=True,
+      differentiable=False, unbatched=True, batch_only=True,
       doc="the number of samples in the batch (1 without one)",
       signature="batch_size(a)",
       formula="B, the number of samples a carries (1 for a value without the batch axis)",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nndsl
-from nndsl.interpreter import compile_plan, execute, interpret
+from nndsl.interpreter import compile_plan, execute, fold, interpret
 
 from test_generated import generate
 
@@ -24,8 +24,9 @@ def both_ways(model, params, data):
     feeds, _ = model.feeds(data)
     feeds.update({model.params[n]: v for n, v in model.check_params(params).items()})
     first = interpret(plan, graph, feeds)
-    compiled = compile_plan(plan)(feeds)
-    return first, compiled
+    batch = feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None
+    compiled, _ = compile_plan(plan, batch)         # for this batch size: 1/B and the like folded in
+    return first, compiled(feeds)
 
 
 @pytest.mark.parametrize("path", WITH_LOSS, ids=lambda p: p.stem)
@@ -69,7 +70,7 @@ def test_the_generated_source_holds_no_model_text():
     model = nndsl.compile('input x\nparam évil = 2  # __import__("os")\nloss L = (évil x - 1)^2\n')
     graph, objective, grads = model.gradient_graph(("évil",))
     plan = model.plan(("source-test",), graph, [objective, *grads.values()])
-    code = compile_plan(plan).__code__
+    code = compile_plan(plan)[0].__code__
     assert not any("évil" in str(c) or "import" in str(c) for c in code.co_consts)
     assert all(name.startswith(("v", "k", "c", "feeds")) for name in code.co_varnames + code.co_names)
     assert execute(plan, graph, {model.inputs["x"]: np.ones((1,), np.float32),
@@ -142,3 +143,29 @@ def test_the_guard_takes_checked_arrays_as_they_are_and_everything_else_through_
         model.grad({**params, "W": params["W1"]}, **data)
     float64 = {k: v.astype(np.float64) for k, v in params.items()}
     assert model.grad(float64, **data)[0] == pytest.approx(first[0], rel=1e-6)
+
+
+def test_a_plan_compiled_for_a_batch_size_computes_what_depends_on_it_once():
+    model = nndsl.load(ROOT / "models" / "xor.nn", dtype="float64")
+    params, data = model.init(seed=0), model.default_data()
+    model.grad(params, **data)
+    model.grad(params, **data)
+    (plan,) = [p for key, p in model._plans.items() if key[0] == "grad"]
+    kernels = lambda fn: [name for name in fn.__code__.co_names if name.startswith("k")]  # noqa: E731
+    (batch,) = plan.compiled                         # one variant, for the batch of 4
+    assert batch == 4
+    known, folded = fold(plan, batch)
+    ops = {model._grad_graphs[tuple(model.params)][0].nodes[plan.steps[i][4]]["op"] for i in folded}
+    assert "batch_size" in ops                       # B, and 1/B with it
+    assert len(kernels(plan.compiled[4][0])) == len(plan.steps) - len(folded) < len(kernels(compile_plan(plan)[0]))
+    smaller = {k: v[:3] for k, v in data.items()}    # another batch size: a variant of its own, right
+    loss, grads = model.grad(params, **smaller)
+    model.grad(params, **smaller)
+    assert set(plan.compiled) == {3, 4}
+    again, grads_again = model.grad(params, **smaller)
+    assert again == loss and all(np.array_equal(grads[k], grads_again[k]) for k in grads)
+    fresh = nndsl.load(ROOT / "models" / "xor.nn", dtype="float64")
+    reference = fresh.grad(params, **smaller)        # interpreted: its first run
+    assert reference[0] == pytest.approx(loss, rel=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], reference[1][k], rtol=1e-12)
