@@ -59,6 +59,8 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     nodes = attributes(graph)
     raw, constants, leaves = [], [], {}
     kernels = {}
+    batch_only = []
+    quiet = False
     for slot, node in enumerate(order):
         attrs = nodes[node]
         op = REGISTRY[attrs["op"]]
@@ -73,11 +75,14 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
         arg_shapes, arg_batched = tuple([a["shape"] for a in argattrs]), tuple([a["batched"] for a in argattrs])
         # Nodes alike in everything their kernel may read share it (the layers of a deep network).
         key = (op.name, attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
-               tuple([attrs[a] for a in op.attrs]))
+               tuple([attrs[a] for a in op.attrs]) if op.attrs else ())
         fn = kernels.get(key)
         if fn is None:
             fn = kernels[key] = kernel(op, KernelInfo(attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
                                                       attrs, dtype))
+            quiet = quiet or op.overflows
+        if op.batch_only:
+            batch_only.append(len(raw))
         raw.append((fn, tuple([slots[a] for a in args]), slot, node))
     target_slots = [slots[t] for t in targets]
     last_use = {}
@@ -90,11 +95,9 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
         if slot not in keep:
             frees[i].append(slot)
     steps = [(fn, args, out, tuple(free), node) for (fn, args, out, node), free in zip(raw, frees)]
-    quiet = any(REGISTRY[nodes[node]["op"]].overflows for *_, node in steps)
-    batch_only = frozenset(i for i, (*_, node) in enumerate(steps) if REGISTRY[nodes[node]["op"]].batch_only)
     batch_leaf = next((node for node in leaves if nodes[node]["batched"]), None)
     return Plan(steps, slots, constants, leaves, target_slots, len(order),
-                frozenset(id(v) for _, v in constants), quiet=quiet, batch_only=batch_only, batch_leaf=batch_leaf)
+                frozenset(id(v) for _, v in constants), quiet=quiet, batch_only=frozenset(batch_only), batch_leaf=batch_leaf)
 
 
 def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
