@@ -922,7 +922,7 @@ defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwi
 defop("sigmoid", arity=1, shape=same, forward=sigmoid_fwd, elementwise=True, aliases=("σ",), overflows=True,
       onnx=onnx_same("Sigmoid"),
       doc="logistic sigmoid, from the reals to (0, 1)",
-      signature="sigmoid(z)", formula="1 / (1 + e^(−z)), computed without overflow",
+      signature="sigmoid(z)", formula="1 / (1 + e^(−z)); 0 where e^(−z) overflows (z below about −88 in float32), without a warning",
       derivative="σ(z) σ(−z), which is σ(z) (1 − σ(z)) but keeps its digits where σ(z) rounds to 1",
       vjp=(lambda d, g, out, x: d.mul(g, d.mul(out, d.sigmoid(d.neg(x)))),))
 defop("tanh", arity=1, shape=same, forward=np.tanh, elementwise=True,

@@ -169,3 +169,15 @@ def test_a_plan_compiled_for_a_batch_size_computes_what_depends_on_it_once():
     assert reference[0] == pytest.approx(loss, rel=1e-12)
     for k in grads:
         np.testing.assert_allclose(grads[k], reference[1][k], rtol=1e-12)
+
+
+def test_the_sigmoid_far_below_zero_is_zero_without_a_warning_interpreted_and_compiled():
+    import warnings
+    model = nndsl.compile("input x\noutput y = σ(x)\n")
+    x = np.array([-1e4, -100.0, 0.0, 100.0, 1e4], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                # numpy's overflow warning would raise here
+        for _ in range(3):                            # the first run interprets, the others are compiled
+            y = model.run(x=x)["y"]
+            np.testing.assert_array_equal(y, np.array([0.0, 0.0, 0.5, 1.0, 1.0], np.float32))
+    assert np.geterr()["over"] == "warn"              # and the setting is the caller's again afterwards
