@@ -1311,6 +1311,17 @@ def paren(text: str, prec: int, least: int) -> str:
     return f"({text})" if prec < least else text
 
 
+def py_aligned(info, operands) -> list:
+    """Python: a batched operand of lower per-sample rank gets size-1 axes after its batch axis,
+    as `aligned` does at run time."""
+    rank = max((len(s) for s in info.arg_shapes), default=0)
+    out = []
+    for (text, prec), shape, batched in zip(operands, info.arg_shapes, info.arg_batched):
+        pad = rank - len(shape) if batched else 0
+        out.append((f"{paren(text, prec, ATOM)}[:, {', '.join(['None'] * pad)}]", ATOM) if pad > 0 else (text, prec))
+    return out
+
+
 def py_axes(axes) -> str:
     axes = tuple(axes)
     return str(axes[0]) if len(axes) == 1 else str(axes)
@@ -1319,7 +1330,7 @@ def py_axes(axes) -> str:
 def py_per_sample_mean(elements: str):
     """A loss that is the mean over one sample's elements of `elements` (a Python template)."""
     def form(info, *xs):
-        text = elements.format(*[paren(t, p, ATOM) for t, p in xs])
+        text = elements.format(*[paren(t, p, ATOM) for t, p in py_aligned(info, xs)])
         shape = broadcast(*info.arg_shapes)
         if not shape:
             return text, 2
@@ -1329,7 +1340,7 @@ def py_per_sample_mean(elements: str):
 
 def py_class_mean(per_class: str):
     def form(info, *xs):
-        text = f"({per_class.format(*[paren(t, p, ATOM) for t, p in xs])}).sum(axis=-1)"
+        text = f"({per_class.format(*[paren(t, p, ATOM) for t, p in py_aligned(info, xs)])}).sum(axis=-1)"
         shape = broadcast(*info.arg_shapes)[:-1]
         if not shape:
             return text, ATOM

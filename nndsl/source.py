@@ -30,7 +30,7 @@ from . import syntax as S
 from .errors import NndslError
 from .graph import arguments, attributes, topological_order
 from .interpreter import needed, schedule, straight_line
-from .ops import ATOM, REGISTRY, Form, KernelInfo, fmt_shape, paren
+from .ops import ATOM, REGISTRY, Form, KernelInfo, fmt_shape, paren, py_aligned
 
 LANGS = ("nn", "latex", "python")
 MAX_DEPTH = 4               # an inline expression nests at most this many ops; deeper ones get a name
@@ -226,7 +226,7 @@ class Plan:
                 info = info_of(listing.graph, node)
                 operands = [self.read(a, inline) for a in self.args[node]]
                 if lang == "python" and op.elementwise:
-                    operands = aligned(info, operands)
+                    operands = py_aligned(info, operands)
                 if node in self.refs:
                     operands.append(self.read(self.refs[node], inline))
                 try:
@@ -242,17 +242,6 @@ class Plan:
 
     def read(self, node, inline):
         return inline[node]
-
-
-def aligned(info: KernelInfo, operands: list) -> list:
-    """Python: a batched operand of lower per-sample rank gets size-1 axes after its batch axis,
-    as ops.aligned does at run time."""
-    rank = max((len(s) for s in info.arg_shapes), default=0)
-    out = []
-    for (text, prec), shape, batched in zip(operands, info.arg_shapes, info.arg_batched):
-        pad = rank - len(shape) if batched else 0
-        out.append((f"{paren(text, prec, ATOM)}[:, {', '.join(['None'] * pad)}]", ATOM) if pad > 0 else (text, prec))
-    return out
 
 
 # ---- literals -------------------------------------------------------------------------------
