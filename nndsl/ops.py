@@ -1344,7 +1344,7 @@ def py_class_mean(per_class: str):
         shape = broadcast(*info.arg_shapes)[:-1]
         if not shape:
             return text, ATOM
-        return f"{text}.mean(axis={py_axes(tuple(a - 1 for a in per_sample_axes(shape)))})", ATOM
+        return f"{text}.mean(axis={py_axes(per_sample_axes(shape))})", ATOM     # the class axis is gone
     return form
 
 
