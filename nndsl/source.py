@@ -478,7 +478,8 @@ def python_function(listing: Listing, plan: Plan, header: str, targets: list, re
         source = "inputs" if attrs["op"] == "input" else "params"
         steps.append((python_name(attrs["name"]), f"{source}[{attrs['name']!r}]", (), ""))
     by_slot = {slot: node for node, slot in steps_plan.slots.items()}
-    ran = sorted([by_slot[slot] for slot, _ in steps_plan.constants if by_slot[slot] in plan.outputs],
+    # a constant gets a line when it is read by name (a binding, an output); others are literals
+    ran = sorted([by_slot[slot] for slot, _ in steps_plan.constants if by_slot[slot] in plan.names],
                  key=steps_plan.slots.get) + [node for *_, node in steps_plan.steps]
     for node in ran:
         attrs = nodes[node]
