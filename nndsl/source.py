@@ -140,6 +140,7 @@ class Plan:
             for a in self.args[node] + ([self.refs[node]] if node in self.refs else []):
                 readers[a] = readers.get(a, 0) + 1
         self.readers = readers
+        pinned = self.pinned_constants() if lang == "nn" else set()
         reserved = set(REGISTRY) | {"σ"} | set(keyword.kwlist) | {"np", "params", "inputs"}
         model_names = [nodes[n]["name"] for n in listing.order if nodes[n]["name"]]
         names = Names(reserved | set(model_names))
@@ -161,11 +162,11 @@ class Plan:
             attrs = nodes[node]
             op = REGISTRY[attrs["op"]]
             if op.leaf or (attrs["op"] == "const" and not attrs["name"] and node not in outputs
-                           and readers.get(node, 0)):         # a constant nothing reads still gets a line
+                           and readers.get(node, 0) and node not in pinned):   # one nothing reads gets a line
                 depth[node] = 0
                 continue
             depth[node] = 1 + max([depth[a] for a in self.args[node] if a not in self.names] + [0])
-            own = (attrs["name"] or node in outputs or node == listing.loss or every_step
+            own = (attrs["name"] or node in outputs or node == listing.loss or every_step or node in pinned
                    or readers.get(node, 0) != 1 or depth[node] > MAX_DEPTH or node in self.refs.values()
                    or ("grad_of" in attrs and attrs["role"] == "backward"))
             if not own or node in self.names:
@@ -180,6 +181,23 @@ class Plan:
             else:
                 self.names[node] = names.fresh("g" if attrs["role"] == "backward" else "u")
             depth[node] = 0
+
+    def pinned_constants(self) -> set:
+        """.nn: the forward constants that must be named to compile back to the same graph. Each
+        literal in a .nn file is a constant node of its own, so a constant read at several places
+        (a def parameter or a dim read twice) is named; and `-3` is the constant -3, so a
+        constant that a negation reads (`-m`, m a dim) is named too."""
+        nodes, graph = self.listing.nodes, self.listing.graph
+        pinned = set()
+        for node in self.listing.order:
+            attrs = nodes[node]
+            if attrs["op"] != "const" or attrs["role"] != "forward":
+                continue
+            reads = [r for r in graph.successors(node) if r in self.listing.inside and nodes[r]["role"] == "forward"]
+            times = sum(len(graph.edges[node, r]["positions"]) for r in reads)
+            if times > 1 or (attrs["shape"] == () and any(nodes[r]["op"] == "neg" for r in reads)):
+                pinned.add(node)
+        return pinned
 
     def find_ref(self, node):
         """A value of the node's shape and batch layout to write beside it (sum_to's target):

@@ -24,9 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PATHS = sorted((ROOT / "models").glob("*.nn"))
 WITH_LOSS = [p for p in PATHS if nndsl.load(p).loss_name is not None and nndsl.load(p).params]
 N_GENERATED = int(os.environ.get("NNDSL_GENERATED_EXPORT", "60"))
-# Generated programs whose export does not round-trip yet (open work: mostly the Python forms of
-# unusual batch layouts, see docs/export.md); each is still run, and expected to fail.
-KNOWN_FAILURES = {0, 3, 9, 21, 26, 33, 43, 46, 54, 56, 57}
 
 
 def data_for(model, batch: int = 3, seed: int = 0) -> dict:
@@ -165,8 +162,7 @@ def test_every_op_has_its_printed_forms(name):
             assert isinstance(form, Form) or callable(form), (name, lang)
 
 
-@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.xfail(strict=True)) if s in KNOWN_FAILURES else s
-                                  for s in range(N_GENERATED)])
+@pytest.mark.parametrize("seed", range(N_GENERATED))
 def test_generated_program_round_trips(seed, tmp_path):
     from test_generated import generate
     program = generate(seed)
