@@ -243,7 +243,7 @@ class Plan:
             else:
                 info = info_of(listing.graph, node)
                 operands = [self.read(a, inline) for a in self.args[node]]
-                if lang == "python" and op.elementwise:
+                if lang == "python" and op.elementwise and op.kernel_factory is None:   # as ops.kernel aligns
                     operands = py_aligned(info, operands)
                 if node in self.refs:
                     operands.append(self.read(self.refs[node], inline))
