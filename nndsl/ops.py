@@ -1442,10 +1442,23 @@ def py_concat(info, *xs):
     return f"np.concatenate([{', '.join(texts)}], axis=-1)", ATOM
 
 
+def enclosed(text: str) -> bool:
+    """Whether text is one parenthesised group, `(...)`, and not `(...)ᵀ` or `(a) + (b)`."""
+    if not text.startswith("("):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            return i == len(text) - 1
+    return False
+
+
 def nn_matmul(info, a, b):
-    """Juxtaposition for a matrix (`W x`), `·` for two vectors (`w · x`)."""
+    """Juxtaposition for a matrix (`W x`), `·` for two vectors (`w · x`). Not before `[`, which
+    would index, nor before a `(` group that something follows: `W (x)ᵀ` reads as `(W x)ᵀ`."""
     a_text, b_text = paren(*a, 5), paren(*b, 4)
-    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("["):
+    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("[") and (not b_text.startswith("(") or enclosed(b_text)):
         return f"{a_text} {b_text}", 4
     return f"{a_text} · {b_text}", 4
 
