@@ -1454,11 +1454,21 @@ def enclosed(text: str) -> bool:
     return False
 
 
+def ends_with_name(text: str) -> bool:
+    """Whether text ends with a name (`W1`, `A^x1`), which a `(` right after would call."""
+    i = len(text)
+    while i and (text[i - 1] == "_" or (text[i - 1].isalnum() and text[i - 1] not in "ᵀ⁰¹²³⁴⁵⁶⁷⁸⁹")):
+        i -= 1
+    return i < len(text) and not text[i].isdigit()
+
+
 def nn_matmul(info, a, b):
     """Juxtaposition for a matrix (`W x`), `·` for two vectors (`w · x`). Not before `[`, which
-    would index, nor before a `(` group that something follows: `W (x)ᵀ` reads as `(W x)ᵀ`."""
+    would index, nor before a `(` that would call what ends the left operand or that something
+    follows: `W (x)ᵀ` reads as `(W x)ᵀ`, `A^v (x)` as `A^(v x)`."""
     a_text, b_text = paren(*a, 5), paren(*b, 4)
-    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("[") and (not b_text.startswith("(") or enclosed(b_text)):
+    call_like = b_text.startswith("(") and (not enclosed(b_text) or (ends_with_name(a_text) and not a_text.isidentifier()))
+    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("[") and not call_like:
         return f"{a_text} {b_text}", 4
     return f"{a_text} · {b_text}", 4
 
