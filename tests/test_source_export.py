@@ -175,6 +175,30 @@ def test_generated_program_round_trips(seed, tmp_path):
         raise AssertionError(f"generated program {seed} fails:\n{program.source}") from err
 
 
+# Small programs for printer cases the first generated programs do not all reach.
+CASES = {
+    "loss_of_a_batched_scalar_target": "input t\nparam w[3]\nloss L = mae(w, t)\n",
+    "cross_entropy_over_rows": "param W[2, 3]\ninput t[2, 3]\nloss L = cross_entropy(softmax(W), t)\n",
+    "transposed_literal_transposed": "param w[2]\ninput x[2]\noutput y = w + x + ([1, 2]ᵀ)ᵀ\n",
+    "named_constant_read_by_the_loss": "output o = [1, 2]\nparam w[2]\ninput t[2]\nloss L = mse(w * o, t)\n",
+    "constant_read_twice_and_negated": "dim m = 3\ndef f(a) = min(a, a)\nparam w\ninput t\noutput y = -m\n"
+                                       "loss L = mse(f(m) * w, t)\n",
+    "broadcast_of_a_batched_vector": "input x[4]\nparam w[4]\nparam W[1, 4]\n"
+                                     "loss L = bce(σ(x * w), 0.5 + 0.3 * tanh(W))\n",
+    "product_with_a_transposed_group": "param W[2, 2]\ninput x[2]\noutput y = W · (-[[1, 2], [3, 4]])ᵀ + x\n",
+    "product_after_a_name_exponent": "param A[2, 2]\nparam v\ninput x[2, 2]\ninput t[2, 2]\n"
+                                     "loss L = mse((A * A + 1)^v · (x - A), t)\n",
+}
+
+
+@pytest.mark.parametrize("source", CASES.values(), ids=list(CASES))
+def test_printer_case_round_trips(source, tmp_path):
+    model = nndsl.compile(source, dtype="float64")
+    data = data_for(model)
+    check_model(model, data, source)
+    check_python(model, data, tmp_path, source)
+
+
 def test_cli_writes_each_format(tmp_path, capsys):
     path = ROOT / "models" / "xor.nn"
     for fmt, name in (("nn", "g.nn"), ("latex", "g.tex"), ("python", "g.py")):
