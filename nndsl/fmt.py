@@ -123,9 +123,10 @@ def superscript(e) -> bool:
 
 def indexable(e) -> bool:
     """Whether `e`, unparenthesised, may be followed by `[` of an index (grammar: `indexable`)."""
+    transposed = False
     while isinstance(e, S.Unary) and e.op == "transpose":
-        e = e.operand
-    return isinstance(e, (S.Name, S.Call, S.Index))
+        e, transposed = e.operand, True
+    return isinstance(e, (S.Name, S.Call, S.Index)) or (transposed and isinstance(e, (S.Number, S.Array)))
 
 
 def exponent_ok(e) -> bool:

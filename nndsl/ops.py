@@ -1314,6 +1314,17 @@ def paren(text: str, prec: int, least: int) -> str:
     return f"({text})" if prec < least else text
 
 
+def py_aligned(info, operands) -> list:
+    """Python: a batched operand of lower per-sample rank gets size-1 axes after its batch axis,
+    as `aligned` does at run time."""
+    rank = max((len(s) for s in info.arg_shapes), default=0)
+    out = []
+    for (text, prec), shape, batched in zip(operands, info.arg_shapes, info.arg_batched):
+        pad = rank - len(shape) if batched else 0
+        out.append((f"{paren(text, prec, ATOM)}[:, {', '.join(['None'] * pad)}]", ATOM) if pad > 0 else (text, prec))
+    return out
+
+
 def py_axes(axes) -> str:
     axes = tuple(axes)
     return str(axes[0]) if len(axes) == 1 else str(axes)
@@ -1322,7 +1333,7 @@ def py_axes(axes) -> str:
 def py_per_sample_mean(elements: str):
     """A loss that is the mean over one sample's elements of `elements` (a Python template)."""
     def form(info, *xs):
-        text = elements.format(*[paren(t, p, ATOM) for t, p in xs])
+        text = elements.format(*[paren(t, p, ATOM) for t, p in py_aligned(info, xs)])
         shape = broadcast(*info.arg_shapes)
         if not shape:
             return text, 2
@@ -1332,11 +1343,11 @@ def py_per_sample_mean(elements: str):
 
 def py_class_mean(per_class: str):
     def form(info, *xs):
-        text = f"({per_class.format(*[paren(t, p, ATOM) for t, p in xs])}).sum(axis=-1)"
+        text = f"({per_class.format(*[paren(t, p, ATOM) for t, p in py_aligned(info, xs)])}).sum(axis=-1)"
         shape = broadcast(*info.arg_shapes)[:-1]
         if not shape:
             return text, ATOM
-        return f"{text}.mean(axis={py_axes(tuple(a - 1 for a in per_sample_axes(shape)))})", ATOM
+        return f"{text}.mean(axis={py_axes(per_sample_axes(shape))})", ATOM     # the class axis is gone
     return form
 
 
@@ -1434,10 +1445,33 @@ def py_concat(info, *xs):
     return f"np.concatenate([{', '.join(texts)}], axis=-1)", ATOM
 
 
+def enclosed(text: str) -> bool:
+    """Whether text is one parenthesised group, `(...)`, and not `(...)ᵀ` or `(a) + (b)`."""
+    if not text.startswith("("):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            return i == len(text) - 1
+    return False
+
+
+def ends_with_name(text: str) -> bool:
+    """Whether text ends with a name (`W1`, `A^x1`), which a `(` right after would call."""
+    i = len(text)
+    while i and (text[i - 1] == "_" or (text[i - 1].isalnum() and text[i - 1] not in "ᵀ⁰¹²³⁴⁵⁶⁷⁸⁹")):
+        i -= 1
+    return i < len(text) and not text[i].isdigit()
+
+
 def nn_matmul(info, a, b):
-    """Juxtaposition for a matrix (`W x`), `·` for two vectors (`w · x`)."""
+    """Juxtaposition for a matrix (`W x`), `·` for two vectors (`w · x`). Not before `[`, which
+    would index, nor before a `(` that would call what ends the left operand or that something
+    follows: `W (x)ᵀ` reads as `(W x)ᵀ`, `A^v (x)` as `A^(v x)`."""
     a_text, b_text = paren(*a, 5), paren(*b, 4)
-    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("["):
+    call_like = b_text.startswith("(") and (not enclosed(b_text) or (ends_with_name(a_text) and not a_text.isidentifier()))
+    if len(info.arg_shapes[0]) == 2 and not b_text.startswith("[") and not call_like:
         return f"{a_text} {b_text}", 4
     return f"{a_text} · {b_text}", 4
 

@@ -30,7 +30,7 @@ from . import syntax as S
 from .errors import NndslError
 from .graph import arguments, attributes, topological_order
 from .interpreter import needed, schedule, straight_line
-from .ops import ATOM, REGISTRY, Form, KernelInfo, fmt_shape, paren
+from .ops import ATOM, REGISTRY, Form, KernelInfo, fmt_shape, paren, py_aligned
 
 LANGS = ("nn", "latex", "python")
 MAX_DEPTH = 4               # an inline expression nests at most this many ops; deeper ones get a name
@@ -140,6 +140,7 @@ class Plan:
             for a in self.args[node] + ([self.refs[node]] if node in self.refs else []):
                 readers[a] = readers.get(a, 0) + 1
         self.readers = readers
+        pinned = self.pinned_constants() if lang == "nn" else set()
         reserved = set(REGISTRY) | {"σ"} | set(keyword.kwlist) | {"np", "params", "inputs"}
         model_names = [nodes[n]["name"] for n in listing.order if nodes[n]["name"]]
         names = Names(reserved | set(model_names))
@@ -161,11 +162,11 @@ class Plan:
             attrs = nodes[node]
             op = REGISTRY[attrs["op"]]
             if op.leaf or (attrs["op"] == "const" and not attrs["name"] and node not in outputs
-                           and readers.get(node, 0)):         # a constant nothing reads still gets a line
+                           and readers.get(node, 0) and node not in pinned):   # one nothing reads gets a line
                 depth[node] = 0
                 continue
             depth[node] = 1 + max([depth[a] for a in self.args[node] if a not in self.names] + [0])
-            own = (attrs["name"] or node in outputs or node == listing.loss or every_step
+            own = (attrs["name"] or node in outputs or node == listing.loss or every_step or node in pinned
                    or readers.get(node, 0) != 1 or depth[node] > MAX_DEPTH or node in self.refs.values()
                    or ("grad_of" in attrs and attrs["role"] == "backward"))
             if not own or node in self.names:
@@ -180,6 +181,23 @@ class Plan:
             else:
                 self.names[node] = names.fresh("g" if attrs["role"] == "backward" else "u")
             depth[node] = 0
+
+    def pinned_constants(self) -> set:
+        """.nn: the forward constants that must be named to compile back to the same graph. Each
+        literal in a .nn file is a constant node of its own, so a constant read at several places
+        (a def parameter or a dim read twice) is named; and `-3` is the constant -3, so a
+        constant that a negation reads (`-m`, m a dim) is named too."""
+        nodes, graph = self.listing.nodes, self.listing.graph
+        pinned = set()
+        for node in self.listing.order:
+            attrs = nodes[node]
+            if attrs["op"] != "const" or attrs["role"] != "forward":
+                continue
+            reads = [r for r in graph.successors(node) if r in self.listing.inside and nodes[r]["role"] == "forward"]
+            times = sum(len(graph.edges[node, r]["positions"]) for r in reads)
+            if times > 1 or (attrs["shape"] == () and any(nodes[r]["op"] == "neg" for r in reads)):
+                pinned.add(node)
+        return pinned
 
     def find_ref(self, node):
         """A value of the node's shape and batch layout to write beside it (sum_to's target):
@@ -225,8 +243,8 @@ class Plan:
             else:
                 info = info_of(listing.graph, node)
                 operands = [self.read(a, inline) for a in self.args[node]]
-                if lang == "python" and op.elementwise:
-                    operands = aligned(info, operands)
+                if lang == "python" and op.elementwise and op.kernel_factory is None:   # as ops.kernel aligns
+                    operands = py_aligned(info, operands)
                 if node in self.refs:
                     operands.append(self.read(self.refs[node], inline))
                 try:
@@ -242,17 +260,6 @@ class Plan:
 
     def read(self, node, inline):
         return inline[node]
-
-
-def aligned(info: KernelInfo, operands: list) -> list:
-    """Python: a batched operand of lower per-sample rank gets size-1 axes after its batch axis,
-    as ops.aligned does at run time."""
-    rank = max((len(s) for s in info.arg_shapes), default=0)
-    out = []
-    for (text, prec), shape, batched in zip(operands, info.arg_shapes, info.arg_batched):
-        pad = rank - len(shape) if batched else 0
-        out.append((f"{paren(text, prec, ATOM)}[:, {', '.join(['None'] * pad)}]", ATOM) if pad > 0 else (text, prec))
-    return out
 
 
 # ---- literals -------------------------------------------------------------------------------
@@ -489,7 +496,8 @@ def python_function(listing: Listing, plan: Plan, header: str, targets: list, re
         source = "inputs" if attrs["op"] == "input" else "params"
         steps.append((python_name(attrs["name"]), f"{source}[{attrs['name']!r}]", (), ""))
     by_slot = {slot: node for node, slot in steps_plan.slots.items()}
-    ran = sorted([by_slot[slot] for slot, _ in steps_plan.constants if by_slot[slot] in plan.outputs],
+    # a constant gets a line when it is read by name (a binding, an output); others are literals
+    ran = sorted([by_slot[slot] for slot, _ in steps_plan.constants if by_slot[slot] in plan.names],
                  key=steps_plan.slots.get) + [node for *_, node in steps_plan.steps]
     for node in ran:
         attrs = nodes[node]

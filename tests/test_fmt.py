@@ -72,6 +72,11 @@ CASES = {
     "pow_negated_product_exponent": ("y = a ^ -(b c)", "y = a^(-b c)"),
     "pow_exponent_atom": ("y = x ^ (2)", "y = x^2"),
     "pow_juxt": ("y = (a ^ b) c", "y = a^b c"),
+    # ᵀ: postfix, as an index; a transposed literal may be transposed or indexed again
+    "transpose_twice": ("y = (Wᵀ)ᵀ", "y = Wᵀᵀ"),
+    "transpose_literal_twice": ("y = ([1, 2]ᵀ)ᵀ", "y = [1, 2]ᵀᵀ"),
+    "index_of_transposed_literal": ("y = ([[1, 2]]ᵀ)[:, 0]", "y = [[1, 2]]ᵀ[:, 0]"),
+    "index_of_literal": ("y = ([[1, 2]])[0]", "y = ([[1, 2]])[0]"),
     # unary minus: looser than products and powers
     "neg_of_juxt": ("y = -(a b)", "y = -a b"),
     "juxt_of_neg": ("y = (-a) b", "y = (-a) b"),
