@@ -175,7 +175,8 @@ class Plan:
                 self.names[node] = outputs[node]
             elif "grad_of" in attrs and attrs["role"] == "backward":
                 of = nodes[attrs["grad_of"]]
-                self.names[node] = names.claim(f"dL_d{of['name']}") if of["name"] else names.fresh("δ")
+                named = of["name"] and attrs["grad_of"] != listing.loss   # not ∂L/∂L: L names the loss
+                self.names[node] = names.claim(f"dL_d{of['name']}") if named else names.fresh("δ")
             elif op.printed.call_it:
                 self.names[node] = names.claim(op.printed.call_it)
             else:

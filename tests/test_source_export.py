@@ -233,3 +233,19 @@ def test_new_functions_compile_and_compute():
     assert out["o"].shape == (2, 2, 4)
     with pytest.raises(nndsl.NndslError, match="takes an indexed value as its last argument"):
         nndsl.compile("input x[4]\ninput g[2]\ny = index_grad(g, x)\n")
+
+
+def fenced_blocks(path: Path) -> list[str]:
+    """The fenced code blocks of a markdown file, without their fences."""
+    text = path.read_text(encoding="utf-8")
+    return [block.split("\n", 1)[1] for block in text.split("```")[1::2]]
+
+
+@pytest.mark.parametrize("doc, model, lang, first", [
+    ("README.md", "xor", "nn", "# xor.nn: the forward and backward pass"),
+    ("docs/export.md", "backprop_1d", "latex", "% backprop_1d.nn"),
+    ("docs/export.md", "xor", "latex", "% xor.nn"),
+])
+def test_the_programs_shown_in_the_docs_are_what_export_writes(doc, model, lang, first):
+    (shown,) = [b for b in fenced_blocks(ROOT / doc) if b.startswith(first)]
+    assert shown == export(nndsl.load(ROOT / "models" / f"{model}.nn"), lang, grad=True)
