@@ -165,3 +165,13 @@ def sample(domain: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
     if domain == "index":
         return rng.integers(0, 4, shape).astype(float)
     return rng.normal(0, 1, shape)
+
+
+def data_for(model, batch: int = 3, seed: int = 0) -> dict:
+    """The model's own data; inputs it has none for get random values of the declared shapes."""
+    data = model.default_data()
+    rng = np.random.default_rng(seed)
+    for name, shape in model.input_shapes().items():
+        if name not in data:
+            data[name] = rng.normal(size=(batch,) + shape)
+    return data

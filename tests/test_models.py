@@ -10,6 +10,7 @@ import pytest
 
 import nndsl
 from nndsl.cli import main
+from oracles import data_for
 
 ROOT = Path(__file__).parent.parent
 MODELS = ROOT / "models"
@@ -19,16 +20,6 @@ WITH_LOSS = [p for p in PATHS if nndsl.load(p).loss_name is not None]
 
 def model_path(name: str) -> Path:
     return MODELS / f"{name}.nn"
-
-
-def data_for(model, batch: int = 3, seed: int = 0) -> dict:
-    """The model's own data; inputs it has none for get random values of the declared shapes."""
-    data = model.default_data()
-    rng = np.random.default_rng(seed)
-    for name, shape in model.input_shapes().items():
-        if name not in data:
-            data[name] = rng.normal(size=(batch,) + shape)
-    return data
 
 
 def sgd(model, params: dict, data: dict, lr: float, steps: int) -> dict:

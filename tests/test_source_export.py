@@ -16,6 +16,7 @@ import pytest
 
 import nndsl
 from nndsl.cli import main
+from oracles import data_for
 from nndsl.fmt import format_source
 from nndsl.ops import REGISTRY, Form
 from nndsl.source import export, latex_equations
@@ -24,15 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PATHS = sorted((ROOT / "models").glob("*.nn"))
 WITH_LOSS = [p for p in PATHS if nndsl.load(p).loss_name is not None and nndsl.load(p).params]
 N_GENERATED = int(os.environ.get("NNDSL_GENERATED_EXPORT", "60"))
-
-
-def data_for(model, batch: int = 3, seed: int = 0) -> dict:
-    data = model.default_data()
-    rng = np.random.default_rng(seed)
-    for name, shape in model.input_shapes().items():
-        if name not in data:
-            data[name] = rng.normal(size=(batch,) + shape)
-    return data
 
 
 def params_for(model, seed: int = 1) -> dict:
