@@ -98,25 +98,36 @@ class GraphBuilder:
         op = REGISTRY[opname]
         nodes = self.nodes
         if shape is None:
-            static = {k: attrs[k] for k in op.attrs} if op.attrs else {}
+            shapes = [nodes[a]["shape"] for a in args]
             try:
-                shape = tuple(op.shape(*[nodes[a]["shape"] for a in args], **static))
+                if op.attrs:
+                    shape = tuple(op.shape(*shapes, **{k: attrs[k] for k in op.attrs}))
+                else:
+                    shape = tuple(op.shape(*shapes))
             except ShapeError as err:
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
-        if batched is None and op.batched_rule is not None:
-            batched = op.batched_rule([nodes[a]["batched"] for a in args])
-        elif batched is None:
-            batched = not op.unbatched and any(nodes[a]["batched"] for a in args)
+        if batched is None:
+            batched = False
+            if not op.unbatched:
+                for a in args:
+                    if nodes[a]["batched"]:
+                        batched = True
+                        break
         node = self.next_id
         self.next_id += 1
-        self.graph.add_node(node, op=opname, shape=shape, batched=batched, name=name,
-                            span=span.as_tuple() if span else None, scope=scope, call=call, role=self.role,
-                            **attrs)
+        graph = self.graph
+        graph.add_node(node, op=opname, shape=shape, batched=batched, name=name,
+                       span=span if span is None or type(span) is tuple else span.as_tuple(), scope=scope,
+                       call=call, role=self.role, **attrs)
+        if len(args) == 1 or (len(args) == 2 and args[0] != args[1]):     # the common cases
+            for pos, a in enumerate(args):
+                graph.add_edge(a, node, arg=pos, positions=(pos,))
+            return node
         positions: dict = {}            # argument -> where it is read, in order of first reading
         for pos, a in enumerate(args):
             positions[a] = positions.get(a, ()) + (pos,)
         for a, where in positions.items():
-            self.graph.add_edge(a, node, arg=where[0], positions=where)
+            graph.add_edge(a, node, arg=where[0], positions=where)
         return node
 
     def const(self, value, span: Span | None = None, **attrs):
