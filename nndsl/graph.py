@@ -106,7 +106,9 @@ class GraphBuilder:
                     shape = tuple(op.shape(*shapes))
             except ShapeError as err:
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
-        if batched is None:
+        if batched is None and op.batched_rule is not None:
+            batched = op.batched_rule([nodes[a]["batched"] for a in args])
+        elif batched is None:
             batched = False
             if not op.unbatched:
                 for a in args:
