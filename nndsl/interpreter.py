@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import NndslError
 from .graph import arguments, attributes, span_of, topological_order
-from .ops import REGISTRY, KernelInfo, kernel
+from .ops import REGISTRY, KernelInfo, class_indices, kernel
 
 
 
@@ -37,6 +37,7 @@ class Plan:
     compiled: dict = None                    # batch size -> (feeds -> target values, ids of its constants)
     batch_only: frozenset = frozenset()      # steps whose value is the batch size's alone (`batch_only`)
     batch_leaf: object = None                # a batched leaf, whose feed tells the batch size
+    index_checks: tuple = ()                 # (input node, class count, node reading it): checked when fed
     quiet: bool = False                      # runs with overflow warnings off (an op that `overflows`)
 
 
@@ -59,6 +60,7 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     nodes = attributes(graph)
     raw, constants, leaves = [], [], {}
     kernels = {}
+    index_checks = {}                   # (input node, class count) -> the first node reading it
     batch_only = []
     quiet = False
     for slot, node in enumerate(order):
@@ -73,13 +75,19 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
             continue
         argattrs = [nodes[a] for a in args]
         arg_shapes, arg_batched = tuple([a["shape"] for a in argattrs]), tuple([a["batched"] for a in argattrs])
+        checked = False
+        if op.class_index is not None:          # indices an input holds are checked once, when fed
+            index, count = op.class_index
+            if argattrs[index]["op"] == "input":
+                checked = True
+                index_checks.setdefault((args[index], (arg_shapes[count] or (1,))[-1]), node)
         # Nodes alike in everything their kernel may read share it (the layers of a deep network).
         key = (op.name, attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
-               tuple([attrs[a] for a in op.attrs]) if op.attrs else ())
+               tuple([attrs[a] for a in op.attrs]) if op.attrs else (), checked)
         fn = kernels.get(key)
         if fn is None:
             fn = kernels[key] = kernel(op, KernelInfo(attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
-                                                      attrs, dtype))
+                                                      attrs, dtype, checked))
             quiet = quiet or op.overflows
         if op.batch_only:
             batch_only.append(len(raw))
@@ -97,13 +105,22 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     steps = [(fn, args, out, tuple(free), node) for (fn, args, out, node), free in zip(raw, frees)]
     batch_leaf = next((node for node in leaves if nodes[node]["batched"]), None)
     return Plan(steps, slots, constants, leaves, target_slots, len(order),
-                frozenset(id(v) for _, v in constants), quiet=quiet, batch_only=frozenset(batch_only), batch_leaf=batch_leaf)
+                frozenset(id(v) for _, v in constants), quiet=quiet, batch_only=frozenset(batch_only), batch_leaf=batch_leaf,
+                index_checks=tuple((leaf, n, node) for (leaf, n), node in index_checks.items()))
 
 
-def execute(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
+def execute(plan: Plan, graph: nx.DiGraph, feeds: dict, indices_checked: bool = False) -> list:
     """Runs the plan; `feeds` maps every leaf node of the plan to its array. The first run
     interprets the steps; later runs call the compiled plan (an error there is found again by
-    interpreting, which knows the step, and so the node and its source line)."""
+    interpreting, which knows the step, and so the node and its source line). Class indices that
+    inputs hold are checked first, once each, unless the caller has (`indices_checked`: the
+    trainer checks its data once, before the first step)."""
+    if plan.index_checks and not indices_checked:
+        for leaf, n, node in plan.index_checks:
+            try:
+                class_indices(feeds[leaf], n)
+            except FloatingPointError as err:
+                raise NndslError(str(err), span_of(graph, node)) from None
     if plan.quiet:
         with np.errstate(over="ignore"):
             return run(plan, graph, feeds)

@@ -42,6 +42,8 @@ class KernelInfo:
     arg_batched: tuple
     attrs: dict
     dtype: np.dtype
+    # Its class indices (`class_index`) are an input's, checked when they were fed: used as they are.
+    indices_checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -585,9 +587,14 @@ def class_indices(k, n):
     return as_int
 
 
+def indices(info: KernelInfo, k, n):
+    """Class indices as integers: checked here, unless they were when fed (`indices_checked`)."""
+    return np.asarray(k).astype(np.intp) if info.indices_checked else class_indices(k, n)
+
+
 def one_hot_fwd(info, k, ref):
     n = info.shape[-1]
-    rows = (class_indices(k, n)[..., None] == np.arange(n)).astype(info.dtype)
+    rows = (indices(info, k, n)[..., None] == np.arange(n)).astype(info.dtype)
     return rows if rows.shape == ref.shape else np.broadcast_to(rows, np.broadcast_shapes(rows.shape, ref.shape))
 
 
@@ -602,19 +609,19 @@ def pick(x, idx):
 
 def sparse_ce_fwd(info, p, k):
     n = info.arg_shapes[0][-1]
-    return -clamped_log(pick(p, class_indices(k, n)))
+    return -clamped_log(pick(p, indices(info, k, n)))
 
 
 def sparse_ce_logits_fwd(info, z, k):
     n = info.arg_shapes[0][-1]
     shifted, log_total = shifted_logsumexp(z)
-    return log_total[..., 0] - pick(shifted, class_indices(k, n))
+    return log_total[..., 0] - pick(shifted, indices(info, k, n))
 
 
 def sparse_ce_logits_grad_fwd(info, z, k):
     """softmax(z) − onehot(k) in one pass: the softmax, then 1 taken off at each row's class."""
     n = info.arg_shapes[0][-1]
-    idx = class_indices(k, n)
+    idx = indices(info, k, n)
     p = softmax_fwd(info, z)
     if p.shape[:-1] != idx.shape:
         p = np.broadcast_to(p, np.broadcast_shapes(p.shape[:-1], idx.shape) + p.shape[-1:]).copy()

@@ -195,7 +195,9 @@ class Trainer:
                               "(bce, cross_entropy, sparse_cross_entropy, hinge, squared_hinge or perceptron)",
                               model.loss_name)
         self.compile()
+        self.validated = False          # whether the class indices inputs hold were checked
         self.validate_data()
+        self.validated = True
 
     # ---- the compiled step ---------------------------------------------------------------
     def compile(self):
@@ -253,7 +255,8 @@ class Trainer:
         for start in range(0, n, chunk):
             part = {k: v[start:start + chunk] for k, v in arrays.items()}
             try:
-                values = execute(self.eval_plan, self.eval_graph, self.feeds(self.params, part))
+                values = execute(self.eval_plan, self.eval_graph, self.feeds(self.params, part),
+                                 indices_checked=self.validated)
             except NndslError as err:
                 raise err.located(self.model.filename, self.model.program.source) from None
             total += float(values[0]) * samples(part)
@@ -330,7 +333,7 @@ class Trainer:
         else:
             index = order[lo:hi]
             batch = {k: v[index] for k, v in self.data.items()}
-        values = execute(self.step_plan, self.graph, self.feeds(self.params, batch))
+        values = execute(self.step_plan, self.graph, self.feeds(self.params, batch), indices_checked=True)
         loss = float(values[0])
         if not math.isfinite(loss):
             self.nonfinite(loss, batch)

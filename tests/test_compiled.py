@@ -181,3 +181,24 @@ def test_the_sigmoid_far_below_zero_is_zero_without_a_warning_interpreted_and_co
             y = model.run(x=x)["y"]
             np.testing.assert_array_equal(y, np.array([0.0, 0.0, 0.5, 1.0, 1.0], np.float32))
     assert np.geterr()["over"] == "warn"              # and the setting is the caller's again afterwards
+
+
+def test_class_indices_an_input_holds_are_checked_once_when_fed_not_in_each_kernel():
+    model = nndsl.compile("input x[2]\ninput k\nparam W[3, 2]\nloss L = sparse_cross_entropy(softmax(W x), k)\n",
+                          filename="m.nn")
+    data = {"x": np.ones((2, 2)), "k": np.array([0.0, 2.0])}
+    model.grad(**data)
+    (plan,) = [p for key, p in model._plans.items() if key[0] == "grad"]
+    # the loss and its gradient both read k: one check, against the 3 classes, located at the loss
+    assert [(leaf, n) for leaf, n, _ in plan.index_checks] == [(model.inputs["k"], 3)]
+    graph = model._grad_graphs[tuple(model.params)][0]
+    assert graph.nodes[plan.index_checks[0][2]]["op"] == "sparse_cross_entropy_logits"
+    for bad in ([0.0, 3.0], [0.0, -1.0], [0.5, 1.0]):       # and it still refuses, compiled or not
+        with pytest.raises(nndsl.NndslError, match="is not an integer in \\[0, 3\\)"):
+            model.grad(x=data["x"], k=np.array(bad))
+    computed = nndsl.compile("input x[2]\nparam W[3, 2]\nloss L = sparse_cross_entropy(softmax(W x), sum(x))\n")
+    computed.grad(x=np.ones((2, 2)))                          # indices computed in the model: the kernel checks
+    (plan,) = [p for key, p in computed._plans.items() if key[0] == "grad"]
+    assert plan.index_checks == ()
+    with pytest.raises(nndsl.NndslError, match="class index 4 is not an integer"):
+        computed.grad(x=np.full((2, 2), 2.0))
