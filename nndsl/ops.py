@@ -532,7 +532,11 @@ def shifted_logsumexp(x):
     when that element dominates (the sum then rounds near 1)."""
     shifted = x - np.maximum.reduce(x, axis=-1, keepdims=True)
     top = shifted == 0
-    rest = np.add.reduce(np.where(top, 0, np.exp(shifted)), axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    if np.count_nonzero(top) * shifted.shape[-1] == shifted.size:     # one largest element a row
+        e -= top                                                     # its exp(0) = 1 taken out
+        return shifted, np.log1p(np.add.reduce(e, axis=-1, keepdims=True))
+    rest = np.add.reduce(np.where(top, 0, e), axis=-1, keepdims=True)
     ties = np.add.reduce(top, axis=-1, keepdims=True, dtype=shifted.dtype) - 1
     return shifted, np.log1p(rest + ties)
 
@@ -600,6 +604,8 @@ def one_hot_fwd(info, k, ref):
 
 def pick(x, idx):
     """x[..., k] for per-sample class indices k (either side may lack the batch axis)."""
+    if x.ndim == 2 and idx.shape == x.shape[:1]:            # a batch of rows: the common case
+        return x[np.arange(len(x)), idx]
     if x.shape[:-1] != idx.shape:
         x = np.broadcast_to(x, np.broadcast_shapes(x.shape[:-1], idx.shape) + x.shape[-1:])
         idx = np.broadcast_to(idx, x.shape[:-1])

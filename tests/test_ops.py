@@ -11,7 +11,7 @@ import torch
 from nndsl.autodiff import batch_mean, differentiate
 from nndsl.graph import GraphBuilder
 from nndsl.interpreter import execute, schedule
-from nndsl.ops import REGISTRY
+from nndsl.ops import REGISTRY, KernelInfo, sparse_ce_logits_fwd
 
 from oracles import CASES, LEAVES, sample
 
@@ -300,3 +300,23 @@ def test_saturated_sigmoid_gradients_keep_their_float32_digits(opname):
     (g32,) = stable_values(opname, args, np.float32)[1]
     (g64,) = stable_values(opname, args, np.float64)[1]
     np.testing.assert_allclose(g32, g64, rtol=1e-6, atol=TINY32)
+
+
+@pytest.mark.parametrize("rows", [
+    [[1.0, 1.0, 0.0], [2.0, -1.0, 0.5]],            # a tie for the largest in one row
+    [[3.0, 3.0, 3.0], [0.0, 0.0, -80.0]],           # every element tied; two of three
+    [[0.0, -30.0, -40.0], [5.0, 4.0, 3.0]],         # one dominant element: the sum is 1 + 1e-13
+])
+def test_log_softmax_and_sparse_cross_entropy_with_ties_in_float32(rows):
+    """Rows with several largest elements take the general path of the log-sum-exp, rows with
+    one the short one; both keep float32's digits (against float64)."""
+    z = np.array(rows)
+    shifted = z - z.max(-1, keepdims=True)          # log Σ exp = log1p(the sum less one exp(0) = 1), in float64
+    top = shifted == 0
+    rest = np.where(top, 0.0, np.exp(shifted)).sum(-1, keepdims=True) + (top.sum(-1, keepdims=True) - 1)
+    reference = shifted - np.log1p(rest)
+    got = REGISTRY["log_softmax"].forward(None, z.astype(np.float32))
+    np.testing.assert_allclose(got, reference, rtol=1e-6, atol=1e-30)
+    info = KernelInfo((), True, ((3,), ()), (True, True), {}, np.dtype(np.float32))
+    k = np.array([0.0, 0.0])
+    np.testing.assert_allclose(sparse_ce_logits_fwd(info, z.astype(np.float32), k), -reference[:, 0], rtol=1e-6)
