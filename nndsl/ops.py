@@ -629,12 +629,11 @@ def sparse_ce_logits_grad_fwd(info, z, k):
     n = info.arg_shapes[0][-1]
     idx = indices(info, k, n)
     p = softmax_fwd(info, z)
-    if p.shape[:-1] != idx.shape:
-        p = np.broadcast_to(p, np.broadcast_shapes(p.shape[:-1], idx.shape) + p.shape[-1:]).copy()
-        idx = np.broadcast_to(idx, p.shape[:-1])
-    rows = p.reshape(-1, n)
-    rows[np.arange(len(rows)), idx.reshape(-1)] -= 1
-    return p
+    rows = idx[..., None] == np.arange(n)           # one-hot, as booleans
+    if rows.shape == p.shape:
+        p -= rows
+        return p
+    return p - rows                                 # either side broadcast against the other
 
 
 def tie_mask(a, b):
