@@ -240,14 +240,16 @@ def owned(values: list, constant_ids: frozenset, feeds: dict) -> list:
     """The values, each an array no one else holds: a constant the plan keeps, an array the
     caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied;
     a NumPy scalar becomes a 0-d array."""
-    taken = {id(v) for v in feeds.values()}      # the caller's arrays, then those already returned
+    taken = set(map(id, feeds.values()))         # the caller's arrays, then those already returned
     out = []
     for v in values:
         if type(v) is not np.ndarray:              # a NumPy scalar from a reduction: a 0-d array
             v = np.asarray(v)
         else:
+            # An array that owns its memory and is no constant, feed or earlier result is new:
+            # read-only arrays are views (np.broadcast_to), constants or the caller's.
             i = id(v)
-            if v.base is not None or i in constant_ids or i in taken or not v.flags.writeable:
+            if v.base is not None or i in constant_ids or i in taken:
                 v = v.copy()
         taken.add(id(v))
         out.append(v)

@@ -164,6 +164,7 @@ class Model:
         check_memory(self.graph, self.dtype, filename=self.filename, source=program.source)
         self._plans: dict = {}
         self._grad_graphs: dict = {}
+        self._grad_calls: dict = {}          # wrt -> (plan key, graph, targets, names): grad's fast path
         self._checked: set = set()           # (graph, batch size) whose memory was checked
         self._guards: dict = {}              # plan key -> [Guard]
 
@@ -307,15 +308,16 @@ class Model:
     def evaluate(self, key, graph, targets: list, params: dict | None, data: dict, extra: dict | None = None) -> list:
         """Values of `targets` in `graph` (plan cached under `key`): parameters and data checked,
         and a single sample's results without the batch axis. `extra` feeds further leaves."""
-        plan = self.plan(key, graph, targets)
+        plan = self._plans.get(key) or self.plan(key, graph, targets)
         # The guard: arrays of exactly the kinds, dtypes and shapes already checked for this plan
         # go straight in (no copies, no checks); anything else takes the full checks below.
-        feeds = None
-        for guard in self._guards.get(key, ()):
-            feeds = guard.feeds(params, data)
-            if feeds is not None:
-                single = False
-                break
+        feeds, single = None, False
+        guards = self._guards.get(key)
+        if guards is not None:
+            for guard in guards:
+                feeds = guard.feeds(params, data)
+                if feeds is not None:
+                    break
         if feeds is None:
             checked = self.check_params(params)
             feeds, single = self.feeds(data)
@@ -330,7 +332,8 @@ class Model:
                 guards = self._guards.setdefault(key, [])
                 if len(guards) < 8:             # a few batch sizes (the last batch of an epoch is smaller)
                     guards.append(guard)
-        feeds.update(extra or {})
+        if extra:
+            feeds.update(extra)
         try:
             values = execute(plan, graph, feeds)
         except NndslError as err:
@@ -434,18 +437,19 @@ class Model:
         for the parameters and inputs named in `wrt`. An input named `wrt` goes in `inputs={...}`."""
         data = merge_inputs(inputs, keywords)
         wrt = self._all_params if wrt is None else (wrt,) if isinstance(wrt, str) else tuple(wrt)
-        cached = self._grad_graphs.get(wrt)
-        if cached is None:
+        call = self._grad_calls.get(wrt)
+        if call is None:
             self.require_loss()
             if not wrt:
                 raise NndslError("nothing to differentiate with respect to: the model has no parameters, and wrt "
                                  "names no input" if not self.params else "wrt names no parameter or input")
             for name in wrt:
                 self.named_node(name, "differentiate with respect to")
-            cached = self.gradient_graph(wrt)
-        graph, objective, grads = cached
-        loss, *values = self.evaluate(("grad", wrt), graph, [objective] + list(grads.values()), params, data)
-        return float(loss), dict(zip(grads, values))
+            graph, objective, grads = self.gradient_graph(wrt)
+            call = self._grad_calls[wrt] = (("grad", wrt), graph, [objective, *grads.values()], tuple(grads))
+        key, graph, targets, names = call
+        loss, *values = self.evaluate(key, graph, targets, params, data)
+        return float(loss), dict(zip(names, values))
 
     def hvp(self, params: dict | None, vector: dict, /, *, inputs: dict | None = None, **keywords) -> dict:
         """Hessian-vector product of the batch-mean loss: the gradient of (grad · vector), by
