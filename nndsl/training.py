@@ -268,7 +268,7 @@ class Trainer:
         if self.accuracy_node is None:
             return 0, 0
         right = np.asarray(self.accuracy_node[0](*extra))
-        return int(right.sum()), int(right.size)
+        return int(np.count_nonzero(right)), right.size
 
     # ---- running ---------------------------------------------------------------------------
     def run(self, on_epoch=None, checkpoint=None, checkpoint_every: int = 1) -> History:
