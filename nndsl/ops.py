@@ -1608,7 +1608,7 @@ def torch_class_mean(per_class):
     """A cross entropy: the sum over the class axis (the last), the mean over other per-sample axes."""
     def mapping(t, p, target):
         value = per_class(t, *t.aligned(p, target)).sum(dim=-1)
-        axes = tuple(a - 1 for a in per_sample_axes(broadcast(*t.arg_shapes)[:-1]))
+        axes = per_sample_axes(broadcast(*t.arg_shapes)[:-1])      # of what the sum over classes left
         return value.mean(dim=axes) if axes else value
     return mapping
 

@@ -178,8 +178,9 @@ class TorchRunner:
             module = self.modules[key] = module.to(self.device)
         return module
 
-    def tensors(self, module, params: dict | None, data: dict) -> tuple[list, bool]:
-        """Loads `params` into the module; the inputs it reads as tensors with the batch axis."""
+    def tensors(self, module, params: dict | None, data: dict) -> tuple[list, bool, int]:
+        """Loads `params` into the module: (the inputs it reads as tensors with the batch axis,
+        whether the data was one sample, the batch size)."""
         model = self.model
         checked = model.check_params(params)
         feeds, single = model.feeds(data)
@@ -191,12 +192,13 @@ class TorchRunner:
         with self.torch.no_grad():
             for name, p in module.params.items():
                 p.copy_(self.torch.from_numpy(checked[name]))
-        return [self.torch.from_numpy(feeds[model.inputs[n]]).to(self.device) for n in module.input_names], single
+        batch = max((len(v) for v in feeds.values()), default=1)
+        return [self.torch.from_numpy(feeds[model.inputs[n]]).to(self.device) for n in module.input_names], single, batch
 
     def evaluate(self, graph, targets: list, params: dict | None, data: dict) -> list:
         """NumPy values of `targets` (nodes of a forward graph), as Model.evaluate gives them."""
         module = self.module(graph, {f"t{i}": n for i, n in enumerate(targets)})
-        xs, single = self.tensors(module, params, data)
+        xs, single, _ = self.tensors(module, params, data)
         with self.torch.no_grad():
             outs = module(*xs)
         values = [out.detach().cpu().numpy() for out in outs]
@@ -212,7 +214,7 @@ class TorchRunner:
         inner = [n for n in wrt if n not in model.params and n not in model.inputs]
         targets = {"objective": objective, **{n: model.lowered.named[n] for n in inner}}
         module = self.module(graph, targets)
-        xs, single = self.tensors(module, params, data)
+        xs, single, batch = self.tensors(module, params, data)
         for name, x in zip(module.input_names, xs):
             x.requires_grad_(name in wrt)
         outs = module(*xs)
@@ -234,8 +236,7 @@ class TorchRunner:
             shape = model.shape(name)
             batched = model.graph.nodes[model.lowered.named[name]]["batched"]
             if g is None:
-                size = xs[0].shape[0] if xs else 1
-                value = np.zeros(((size,) if batched else ()) + shape, dtype=model.dtype)
+                value = np.zeros(((batch,) if batched else ()) + shape, dtype=model.dtype)
             else:
                 value = np.array(g.detach().cpu().numpy(), dtype=model.dtype)
             grads[name] = value[0] if single and batched else value
