@@ -64,7 +64,8 @@ class TorchTrainer(Trainer):
                 torch.cuda.set_device(device)
             if device.startswith("mps"):
                 raise NndslError("distributed training runs on cpu (gloo) or cuda (NCCL), not on mps")
-            if not dist.is_initialized():
+            self.owns_group = not dist.is_initialized()
+            if self.owns_group:
                 dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
             self.dist = dist
         self.device = torch.device(device)
@@ -82,8 +83,27 @@ class TorchTrainer(Trainer):
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
             self.net = DistributedDataParallel(self.module, device_ids=[self.device] if self.device.type == "cuda" else None,
-                                               find_unused_parameters=True)
+                                               find_unused_parameters=self.unused_parameters())
         self.torch_optimizer = make_optimizer(torch, self.settings, [self.tparams[n] for n in self.names])
+
+    def unused_parameters(self) -> bool:
+        """Whether some parameter of the module gets no gradient (it reaches the loss only through
+        argmax, step or sign, say), which DistributedDataParallel must be told: found by one
+        forward and backward pass on the first sample."""
+        xs = [self.tensor(self.data[name][:1]) for name in self.module.input_names]
+        params = list(self.module.params.values())
+        objective = self.module(*xs)[0]
+        if not objective.requires_grad:
+            return bool(params)
+        grads = self.torch.autograd.grad(objective, params, allow_unused=True)
+        return any(g is None for g in grads)
+
+    def run(self, *args, **kwargs):
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            if self.world > 1 and self.owns_group:
+                self.dist.destroy_process_group()
 
     def tensor(self, array):
         return self.torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
