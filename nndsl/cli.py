@@ -284,13 +284,13 @@ def cmd_export(args) -> int:
     from .export import BINARY_FORMATS, EXTENSIONS, FORMATS, export, format_of
     suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
     named = format_of(args.output) if suffix in FORMATS or suffix in EXTENSIONS else None
-    if args.format and named and named != args.format:
+    if args.format and named and named != args.format and not (args.format == "torch" and named == "python"):
         raise NndslError(f"-o {args.output} names the format {named}, but --format says {args.format}")
     fmt = args.format or format_of(args.output)
     if fmt in BINARY_FORMATS and not args.output:
         raise NndslError(f"--format {fmt} is binary: give an output file with -o FILE.{fmt}")
     model = load_model(args)
-    params = load_params(model, args) if fmt == "onnx" else None
+    params = load_params(model, args) if fmt in ("onnx", "torch") else None
     result = export(model, fmt, grad=args.grad, params=params, clusters=not args.no_clusters)
     if not args.output:
         sys.stdout.write(result)
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, help="default: from the -o extension, else dot")
     p.add_argument("--grad", action="store_true", help="add the backward graph (not for onnx); nn, latex, python: "
                    "the gradient program")
-    p.add_argument("--params", metavar="P.npz", help="onnx: parameters (default: the declared initialisers)")
+    p.add_argument("--params", metavar="P.npz", help="onnx, torch: parameters (default: the declared initialisers)")
     p.add_argument("--no-clusters", action="store_true", help="dot, svg, png: don't box the calls of functions")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically); text formats default to stdout")
     p.set_defaults(func=cmd_export)

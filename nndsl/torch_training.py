@@ -37,6 +37,14 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
+def share(index: np.ndarray, world: int, rank: int) -> tuple[np.ndarray, float]:
+    """Rank `rank`'s part of a global batch (the sample numbers `index`) among `world` ranks, and
+    the weight of its mean loss: averaged over the ranks, the weighted gradients are the
+    gradient of the whole batch's mean loss."""
+    part = np.array_split(index, world)[rank]
+    return part, len(part) * world / len(index)
+
+
 def make_optimizer(torch, settings, params: list):
     """torch.optim's optimizer for nndsl's settings (the same update, tested equal in tests/test_optim.py)."""
     h = settings.hypers
@@ -115,8 +123,7 @@ class TorchTrainer(Trainer):
         hi = min(lo + self.batch, self.n)
         index = np.arange(lo, hi) if order is None else order[lo:hi]
         size = hi - lo
-        part = np.array_split(index, self.world)[self.rank]
-        weight = len(part) * self.world / size
+        part, weight = share(index, self.world, self.rank)
         mine = part if len(part) else index[:1]
         xs = [self.tensor(self.data[name][mine]) for name in self.module.input_names]
         outs = self.net(*xs)
