@@ -107,10 +107,16 @@ class TorchTrainer(Trainer):
         return any(g is None for g in grads)
 
     def run(self, *args, **kwargs):
+        finished = False
         try:
-            return super().run(*args, **kwargs)
+            history = super().run(*args, **kwargs)
+            finished = True
+            return history
         finally:
             if self.world > 1 and self.owns_group:
+                self.net = self.module              # DistributedDataParallel goes before its process group
+                if finished:
+                    self.dist.barrier()             # every rank done with its last collective
                 self.dist.destroy_process_group()
 
     def tensor(self, array):

@@ -48,8 +48,15 @@ def assert_same_params(got: dict, expected: dict, rtol: float = 1e-6):
 
 
 def one_process(path, **settings) -> dict:
-    model = nndsl.load(path).on("torch")
-    params, _ = model.train(**settings)
+    """One process on the torch backend, with one thread as each torchrun worker has (on a busy
+    machine, torch's thread pool makes tiny steps slow)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        params, _ = nndsl.load(path).on("torch").train(**settings)
+    finally:
+        torch.set_num_threads(threads)
     return params
 
 
