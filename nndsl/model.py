@@ -487,7 +487,8 @@ class Model:
                                  "names no input" if not self.params else "wrt names no parameter or input")
             for name in wrt:
                 self.named_node(name, "differentiate with respect to")
-            cached = self.gradient_graph(wrt)
+            if self.backend == "numpy":
+                cached = self.gradient_graph(wrt)
         if self.backend == "torch":                 # torch.autograd through the lowered forward graph
             return self.torch_runner.grad(params, wrt, data)
         graph, objective, grads = cached
