@@ -59,7 +59,7 @@ def module_step(model, params, data, device):
 
     def as_numpy():
         loss, grads = step()
-        return float(loss), {n: g.cpu().numpy() for n, g in zip(names, grads)}
+        return float(loss.detach()), {n: g.cpu().numpy() for n, g in zip(names, grads)}
     return step, as_numpy
 
 
