@@ -93,6 +93,15 @@ class TorchTrainer(Trainer):
             self.net = DistributedDataParallel(self.module, device_ids=[self.device] if self.device.type == "cuda" else None,
                                                find_unused_parameters=self.unused_parameters())
         self.torch_optimizer = make_optimizer(torch, self.settings, [self.tparams[n] for n in self.names])
+        # The schedule as a torch.optim.lr_scheduler, stepped once per optimizer step: LambdaLR with
+        # nndsl's own formula gives every step the rate the NumPy backend gives it, and needs no
+        # state of its own in a checkpoint (step t falls in epoch t // batches).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.torch_optimizer, self.factor)
+
+    def factor(self, step: int) -> float:
+        """The schedule's multiplier of the base learning rate at optimizer step `step` (0, 1, ...)."""
+        s = self.settings
+        return learning_rate(self.schedule, s.schedule_args, 1.0, step, step // self.batches, s.epochs)
 
     def unused_parameters(self) -> bool:
         """Whether some parameter of the module gets no gradient (it reaches the loss only through
@@ -150,12 +159,11 @@ class TorchTrainer(Trainer):
         pos.loss_sum += loss * size
         pos.samples += size
         pos.correct, pos.answers = pos.correct + int(stats[1]), pos.answers + int(stats[2])
-        self.lr = learning_rate(self.schedule, s.schedule_args, s.lr, pos.step, pos.epoch, s.epochs)
-        for group in self.torch_optimizer.param_groups:
-            group["lr"] = self.lr
+        self.lr = self.torch_optimizer.param_groups[0]["lr"]      # the scheduler's rate for this step
         pos.step += 1
         self.torch_optimizer.step()
         self.torch_optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
         self.previous, self.previous_batch = self.params, batch
         self.params = {n: np.array(p.detach().cpu().numpy(), dtype=self.model.dtype) for n, p in self.tparams.items()}
         pos.batch += 1
@@ -192,6 +200,9 @@ class TorchTrainer(Trainer):
         with torch.no_grad():
             for name, p in self.tparams.items():
                 p.copy_(self.tensor(self.params[name]))
+        self.scheduler.last_epoch = self.position.step
+        for group, base in zip(self.torch_optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.factor(self.position.step)
         if self.position.step == 0:
             return
         for name, p in self.tparams.items():

@@ -148,3 +148,40 @@ def test_api_checks_backend_and_device():
     if not torch.cuda.is_available():
         with pytest.raises(nndsl.NndslError, match="CUDA is not available"):
             nndsl.compile("input x\noutput y = 2 x\n", backend="torch", device="cuda")
+
+
+# ---- training: torch.optim and torch.optim.lr_scheduler, within nndsl's loop ----------------------
+SETTINGS = [
+    dict(epochs=6, batch=32, optimizer="sgd(lr = 0.1, momentum = 0.9, nesterov = 1, weight_decay = 0.01)",
+         schedule="step(2, 0.5)"),
+    dict(epochs=6, batch=25, optimizer="adam(lr = 0.01)", schedule="cosine", val=0.2),
+    dict(epochs=5, batch=16, optimizer="adamw(lr = 0.01)", schedule="inverse(0.1)"),
+    dict(epochs=5, batch=40, optimizer="sgd(lr = 0.2, dampening = 0.5, momentum = 0.5)", schedule="exp(0.9)"),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s["optimizer"].split("(")[0] + "-" + s["schedule"])
+def test_training_on_torch_matches_numpy(settings):
+    model = nndsl.load(ROOT / "models" / "iris.nn", dtype="float64")
+    expected, history = model.train(**settings)
+    got, torch_history = model.on("torch").train(**settings)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    assert torch_history["lr"] == history["lr"]
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(np.array(torch_history[column], dtype=float),
+                                   np.array(history[column], dtype=float), rtol=1e-10, err_msg=column)
+
+
+@pytest.mark.parametrize("settings", [SETTINGS[0], dict(SETTINGS[1], schedule="exp(0.8)")], ids=["sgd", "adam"])
+def test_resumed_torch_run_is_bit_identical(settings, tmp_path):
+    """(cosine's rate depends on the number of epochs, so a shorter first run would not be a
+    prefix of the whole one)"""
+    model = nndsl.load(ROOT / "models" / "iris.nn").on("torch")
+    whole, _ = model.train(**settings)
+    half = dict(settings, epochs=settings["epochs"] // 2)
+    model.train(**half, checkpoint=tmp_path / "ck.npz")
+    resumed, history = model.train(**settings, resume=tmp_path / "ck.npz")
+    assert len(history) == settings["epochs"]
+    for name in whole:
+        np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
