@@ -225,6 +225,7 @@ class Model:
 
     @functools.cached_property
     def torch_runner(self):
+        """Runs the forward graph on PyTorch (nndsl.torch_backend): the torch backend's run and grad."""
         from .torch_backend import TorchRunner
         return TorchRunner(self, self.device)
 

@@ -64,9 +64,13 @@ def check_backend(backend: str, device: str | None) -> tuple[str, str | None]:
     return backend, device
 
 
-def torch_dtype(dtype):
+def torch_dtype(dtype, device=None):
+    """The torch dtype of a model's dtype, on `device` (MPS has no float64)."""
     torch = require_torch()
-    return {"float32": torch.float32, "float64": torch.float64}[np.dtype(dtype).name]
+    name = np.dtype(dtype).name
+    if name == "float64" and str(device or "").startswith("mps"):
+        raise NndslError("--dtype float64: Apple's MPS computes in float32 alone; use --dtype float32 or --device cpu")
+    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 # ---- lowering ------------------------------------------------------------------------------
@@ -166,7 +170,7 @@ class TorchRunner:
         self.torch = require_torch()
         self.model = model
         self.device = self.torch.device(device or "cpu")
-        self.dtype = torch_dtype(model.dtype)
+        self.dtype = torch_dtype(model.dtype, device)
         self.modules: dict = {}
 
     def module(self, graph, targets: dict):

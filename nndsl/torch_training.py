@@ -77,7 +77,7 @@ class TorchTrainer(Trainer):
                 dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
             self.dist = dist
         self.device = torch.device(device)
-        self.dtype = torch_dtype(model.dtype)
+        self.dtype = torch_dtype(model.dtype, device)
         graph, objective = model.objective_graph()
         targets = {"objective": objective}
         if self.accuracy_node is not None:
