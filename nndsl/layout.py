@@ -20,8 +20,3 @@ def alignment(arg_shapes, arg_batched) -> tuple:
 def pad_key(pad: int):
     """The subscript that inserts `pad` size-1 axes after the batch axis (`x[:, None]`), or None."""
     return (slice(None),) + (None,) * pad if pad else None
-
-
-def per_sample_axes(shape) -> tuple:
-    """The negative axes of a per-sample shape, valid with or without a leading batch axis."""
-    return tuple(range(-len(shape), 0))

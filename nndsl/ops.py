@@ -3,9 +3,9 @@
 An entry holds the op's name, arity, shape rule, forward computation (NumPy), gradient rule
 (one vector-Jacobian product per argument, written with registry ops so the backward graph is
 an ordinary graph) and the slots other parts read: `symbol` (how messages name an infix op),
-`onnx` (the ONNX mapping), `torch` (the PyTorch mapping), `look` (how DOT draws its nodes), `leaf` (the interpreter feeds it),
-`stable` and `units` (the rewrite passes), `correct` (training accuracy), `class_index` (data
-checks) and `kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
+`onnx` (the ONNX mapping), `torch` (the PyTorch mapping), `look` (how DOT draws its nodes),
+`leaf` (the interpreter feeds it), `stable` and `units` (the rewrite passes), `correct`
+(training accuracy), `class_index` (data checks) and `kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
 
 Shapes are per sample. At run time a value computed from an input carries one extra leading
 batch axis; the registry's forward functions are written for that layout (reductions use
