@@ -185,3 +185,20 @@ def test_resumed_torch_run_is_bit_identical(settings, tmp_path):
     assert len(history) == settings["epochs"]
     for name in whole:
         np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
+
+
+def test_command_line_backends_agree(tmp_path, capsys):
+    from nndsl.cli import main
+    xor = str(ROOT / "models" / "xor.nn")
+    for backend in ("numpy", "torch"):
+        assert main(["run", xor, "--backend", backend, "--dtype", "float64", "-o", str(tmp_path / f"run_{backend}.npz")]) == 0
+        assert main(["grad", xor, "--backend", backend, "--dtype", "float64",
+                     "-o", str(tmp_path / f"grad_{backend}.npz")]) == 0
+        assert main(["train", xor, "--backend", backend, "--dtype", "float64", "--epochs", "50", "-q",
+                     "-o", str(tmp_path / f"train_{backend}.npz")]) == 0
+    capsys.readouterr()
+    for kind in ("run", "grad", "train"):
+        a, b = np.load(tmp_path / f"{kind}_numpy.npz"), np.load(tmp_path / f"{kind}_torch.npz")
+        assert a.files == b.files
+        for name in a.files:
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12, err_msg=f"{kind}: {name}")
