@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,6 +28,27 @@ from .errors import NndslError
 from .optim import learning_rate
 from .torch_backend import lower, require_torch, torch_dtype
 from .training import Trainer, samples
+
+
+class Snapshot(Mapping):
+    """Parameters as they were after a step: copies made on the device, without waiting for them,
+    each turned into a NumPy array only when something reads it (the loop reads parameters at
+    the end of an epoch, for checkpoints and after a non-finite loss, not at every step)."""
+
+    def __init__(self, tensors: dict, dtype):
+        self.tensors, self.dtype, self.arrays = tensors, dtype, {}
+
+    def __getitem__(self, name):
+        array = self.arrays.get(name)
+        if array is None:
+            array = self.arrays[name] = np.array(self.tensors[name].cpu().numpy(), dtype=self.dtype)
+        return array
+
+    def __iter__(self):
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
 
 
 def launched_by_torchrun() -> bool:
@@ -165,7 +187,7 @@ class TorchTrainer(Trainer):
         self.torch_optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.previous, self.previous_batch = self.params, batch
-        self.params = {n: np.array(p.detach().cpu().numpy(), dtype=self.model.dtype) for n, p in self.tparams.items()}
+        self.params = Snapshot({n: p.detach().clone() for n, p in self.tparams.items()}, self.model.dtype)
         pos.batch += 1
         return True
 

@@ -202,3 +202,21 @@ def test_command_line_backends_agree(tmp_path, capsys):
         assert a.files == b.files
         for name in a.files:
             np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12, err_msg=f"{kind}: {name}")
+
+
+@pytest.mark.parametrize("source, flags", [
+    ("input x\ninput t\nparam w = 1\ny = w x\nloss L = mse(y, t)\ndata x = [1, 2, 3]\ndata t = [2, 4, 7]\n",
+     ["--lr", "10", "--epochs", "50"]),
+    ("input x\nparam w = 0\nloss L = sqrt(w) + x\ndata x = [1, 2]\n", ["--epochs", "5"]),
+], ids=["inf-loss", "inf-gradient"])
+def test_a_diverging_run_stops_alike_on_both_backends(tmp_path, capsys, source, flags):
+    from nndsl.cli import main
+    path = tmp_path / "m.nn"
+    path.write_text(source)
+    results = {}
+    for backend in ("numpy", "torch"):
+        out = tmp_path / f"{backend}.npz"
+        assert main(["train", str(path), "-q", "--backend", backend, *flags, "-o", str(out)]) == 1
+        results[backend] = (capsys.readouterr().err, dict(np.load(out)))
+    assert results["torch"][0] == results["numpy"][0]
+    np.testing.assert_array_equal(results["torch"][1]["w"], results["numpy"][1]["w"])
