@@ -412,6 +412,7 @@ def launch(args) -> int:
     args.backend = "torch"
     model = load_model(args)                         # bad input is reported once, before any process starts
     model.train_settings(train_layers(args))
+    gather_data(model, args)
     if model.device and model.device.startswith("mps"):
         raise NndslError(f"--device {model.device}: distributed training runs on cpu (gloo) or cuda (NCCL)")
     if model.device and model.device.startswith("cuda") and torch.cuda.device_count() < args.nproc:

@@ -166,10 +166,12 @@ class TorchTrainer(Trainer):
         outs = self.net(*xs)
         objective = outs[0]
         c, a = self.count_correct([o.detach().cpu().numpy() for o in outs[1:]]) if len(part) else (0, 0)
-        stats = torch.tensor([float(objective.detach()) * len(part), c, a], dtype=torch.float64)
+        counts = torch.tensor([c, a], dtype=torch.float64, device=self.device)
+        stats = torch.cat([(objective.detach().double() * len(part)).reshape(1), counts])
         if self.world > 1:
-            self.dist.all_reduce(stats)
-        loss = float(stats[0]) / size
+            self.dist.all_reduce(stats)             # on the device: NCCL reduces CUDA tensors alone
+        stats = stats.tolist()
+        loss = stats[0] / size
         batch = {k: v[index] for k, v in self.data.items()}
         if not math.isfinite(loss):
             self.nonfinite(loss, batch)
