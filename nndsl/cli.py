@@ -28,7 +28,8 @@ def parse_dims(pairs: list[str]) -> dict:
 
 
 def load_model(args) -> Model:
-    return load(args.file, parse_dims(args.set), dtype=args.dtype)
+    return load(args.file, parse_dims(args.set), dtype=args.dtype, backend=getattr(args, "backend", None) or "numpy",
+                device=getattr(args, "device", None))
 
 
 def load_params(model: Model, args) -> dict:
@@ -283,13 +284,13 @@ def cmd_export(args) -> int:
     from .export import BINARY_FORMATS, EXTENSIONS, FORMATS, export, format_of
     suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
     named = format_of(args.output) if suffix in FORMATS or suffix in EXTENSIONS else None
-    if args.format and named and named != args.format:
+    if args.format and named and named != args.format and not (args.format == "torch" and named == "python"):
         raise NndslError(f"-o {args.output} names the format {named}, but --format says {args.format}")
     fmt = args.format or format_of(args.output)
     if fmt in BINARY_FORMATS and not args.output:
         raise NndslError(f"--format {fmt} is binary: give an output file with -o FILE.{fmt}")
     model = load_model(args)
-    params = load_params(model, args) if fmt == "onnx" else None
+    params = load_params(model, args) if fmt in ("onnx", "torch") else None
     result = export(model, fmt, grad=args.grad, params=params, clusters=not args.no_clusters)
     if not args.output:
         sys.stdout.write(result)
@@ -321,6 +322,15 @@ def train_layers(args) -> list:
 def cmd_train(args) -> int:
     from .report import Progress, check_log_path, metric_text, plot, require_matplotlib, write_log
     from .training import Trainer, samples
+    from .torch_training import launched_by_torchrun, rank
+    if args.nproc is not None:
+        return launch(args)
+    if args.backend is None and launched_by_torchrun():
+        args.backend = "torch"                  # each process of a torchrun launch trains on PyTorch
+    if launched_by_torchrun() and args.backend != "torch":
+        raise NndslError(f"--backend {args.backend}: data-parallel training under torchrun needs --backend torch")
+    primary = rank() == 0                       # rank 0 alone prints and writes files
+    args.quiet = args.quiet or not primary
     model = load_model(args)
     settings = model.train_settings(train_layers(args))
     if args.log:
@@ -340,6 +350,8 @@ def cmd_train(args) -> int:
     else:
         params = model.init(settings.seed)
     val_data = model.read_data(args.val_data) if args.val_data else None
+    if model.backend == "torch":
+        from .torch_training import TorchTrainer as Trainer
     trainer = Trainer(model, settings, params, gather_data(model, args), val_data)
     if args.resume:
         trainer.restore(args.resume)
@@ -354,6 +366,8 @@ def cmd_train(args) -> int:
         history = trainer.run(on_epoch=progress, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every or 1)
     finally:
         progress.close()
+    if not primary:
+        return 130 if history.stopped == "interrupted" else 1 if history.stopped == "nonfinite" else 0
     if args.log:
         write_log(args.log, history.rows)
     if args.plot and history.rows:
@@ -383,6 +397,39 @@ def cmd_train(args) -> int:
     return 0
 
 
+def launch(args) -> int:
+    """`nndsl train --nproc N ...`: the same command in N processes under torchrun (one machine)."""
+    import subprocess
+    from .torch_backend import require_torch
+    from .torch_training import launched_by_torchrun
+    if args.nproc < 1:
+        raise NndslError(f"--nproc {args.nproc}: give a positive number of processes")
+    if launched_by_torchrun():
+        raise NndslError("--nproc starts torchrun itself: under torchrun, leave it out")
+    if args.backend not in (None, "torch"):
+        raise NndslError(f"--nproc {args.nproc} trains data-parallel on PyTorch: use --backend torch, not {args.backend}")
+    torch = require_torch(f"--nproc {args.nproc}")
+    args.backend = "torch"
+    model = load_model(args)                         # bad input is reported once, before any process starts
+    model.train_settings(train_layers(args))
+    gather_data(model, args)
+    if model.device and model.device.startswith("mps"):
+        raise NndslError(f"--device {model.device}: distributed training runs on cpu (gloo) or cuda (NCCL)")
+    if model.device and model.device.startswith("cuda") and torch.cuda.device_count() < args.nproc:
+        raise NndslError(f"--nproc {args.nproc} --device cuda: one GPU per process, and this machine has "
+                         f"{torch.cuda.device_count()}")
+    argv, rest = list(args.argv), []
+    while argv:
+        item = argv.pop(0)
+        if item == "--nproc":
+            argv.pop(0)
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "nndsl"] + rest
+    return subprocess.call(command)
+
+
 # ---- the parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -399,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", metavar="D", help="a data file: .npz keyed by input name, or .csv with a header")
     data.add_argument("--params", metavar="P.npz", help="parameters (default: the declared initialisers)")
 
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", choices=("numpy", "torch"), help="numpy (default) or torch "
+                         "(pip install 'nndsl[torch]')")
+    backend.add_argument("--device", metavar="cpu|cuda|mps", help="torch: where to compute (default cpu; cuda:1 "
+                         "names a GPU)")
+
     parser = argparse.ArgumentParser(prog="nndsl", description="Neural networks written as on a whiteboard.")
     parser.add_argument("--version", action="version", version=f"nndsl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -407,12 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="json: one document for editors and tools, errors included")
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("run", parents=[common, data], help="evaluate the outputs (and the loss)")
+    p = sub.add_parser("run", parents=[common, data, backend], help="evaluate the outputs (and the loss)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--show", metavar="NAME,...", help="also print these named values (hidden layers, say)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs, one array per name")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("grad", parents=[common, data], help="the batch-mean loss and its gradients")
+    p = sub.add_parser("grad", parents=[common, data, backend], help="the batch-mean loss and its gradients")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--wrt", metavar="NAME,...", help="parameters, inputs or any named value, such as a hidden "
                    "layer's δ (default: every parameter)")
@@ -429,11 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, help="default: from the -o extension, else dot")
     p.add_argument("--grad", action="store_true", help="add the backward graph (not for onnx); nn, latex, python: "
                    "the gradient program")
-    p.add_argument("--params", metavar="P.npz", help="onnx: parameters (default: the declared initialisers)")
+    p.add_argument("--params", metavar="P.npz", help="onnx, torch: parameters (default: the declared initialisers)")
     p.add_argument("--no-clusters", action="store_true", help="dot, svg, png: don't box the calls of functions")
     p.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically); text formats default to stdout")
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("train", parents=[common, data], help="train the parameters (settings: the model's train statement)")
+    p = sub.add_parser("train", parents=[common, data, backend], help="train the parameters (settings: the model's train statement)")
     p.add_argument("--optimizer", metavar="NAME", help="sgd, adam or adamw, with hyperparameters: 'sgd(momentum = 0.9)'")
     p.add_argument("--lr", metavar="A", help="learning rate")
     p.add_argument("--momentum", metavar="M", help="sgd's momentum")
@@ -451,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE", help="save parameters and optimizer state (.npz) as training goes")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="every N epochs (default 1)")
     p.add_argument("--resume", metavar="FILE", help="continue from a checkpoint")
+    p.add_argument("--nproc", type=int, metavar="N", help="data-parallel training in N processes on this machine "
+                   "(starts torchrun; implies --backend torch)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("-o", "--output", metavar="P.npz", help="the trained parameters (default: FILE's stem + .params.npz)")
     p.set_defaults(func=cmd_train)
@@ -468,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if unknown:                            # the command's own usage, not the top level's
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     # Overflow to inf and nan are results the command prints, not warnings to interleave.

@@ -32,7 +32,7 @@ from .graph import arguments
 from .ops import REGISTRY, fmt_shape
 
 SOURCE_FORMATS = ("nn", "latex", "python")      # the graph written back as source: nndsl.source
-TEXT_FORMATS = ("dot", "svg", "json", "graphml") + SOURCE_FORMATS
+TEXT_FORMATS = ("dot", "svg", "json", "graphml") + SOURCE_FORMATS + ("torch",)   # torch: nndsl.export_torch
 BINARY_FORMATS = ("png", "onnx")
 FORMATS = TEXT_FORMATS + BINARY_FORMATS
 EXTENSIONS = {"tex": "latex", "py": "python"}   # extensions that name a format of another name
@@ -341,6 +341,12 @@ def export(model, fmt: str, *, grad: bool = False, params: dict | None = None, c
                              "json or graphml")
         from .export_onnx import to_onnx
         return to_onnx(model, params).SerializeToString()
+    if fmt == "torch":
+        if grad:
+            raise NndslError("--grad cannot be exported as a torch module: it holds the forward graph, and torch.autograd "
+                             "gives its gradients; export the gradient program with --format python")
+        from .export_torch import to_torch_source
+        return to_torch_source(model, params)
     if fmt in SOURCE_FORMATS:
         from .source import export as source
         return source(model, fmt, grad)

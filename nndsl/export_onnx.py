@@ -20,6 +20,7 @@ import numpy as np
 from .errors import NndslError
 from .graph import arguments, span_of, topological_order
 from .interpreter import needed
+from .layout import alignment
 from .ops import REGISTRY
 
 OPSET = 17
@@ -104,12 +105,8 @@ class Emitter:
     def aligned(self, *xs: str) -> list:
         """Operands laid out for broadcasting: a batched operand of lower per-sample rank gets
         size-1 axes after its batch axis (the rule of `ops.aligned`)."""
-        rank = max((len(s) for s in self.arg_shapes), default=0)
-        out = []
-        for x, shape, batched in zip(xs, self.arg_shapes, self.arg_batched):
-            pad = rank - len(shape)
-            out.append(self.unsqueeze(x, range(1, 1 + pad)) if batched and pad > 0 else x)
-        return out
+        pads = alignment(self.arg_shapes, self.arg_batched)
+        return [self.unsqueeze(x, range(1, 1 + pad)) if pad else x for x, pad in zip(xs, pads)]
 
     def per_sample_axes(self) -> list:
         """The negative axes of the widest argument's per-sample shape."""

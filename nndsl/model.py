@@ -25,6 +25,7 @@ from .parser import parse, read_source
 from .resolve import batch_problem, resolve, shape_problem
 from .rewrite import rewrite_stable, simplify_backward
 from .settings import KEYS, merge, statement_layer, value_node
+from .torch_backend import check_backend
 
 
 DTYPES = ("float32", "float64")
@@ -67,9 +68,13 @@ def collector_paused():
             gc.collect(1)       # the young generations, once, where the collector would have begun
 
 
-def compile(source: str, dims: dict | None = None, *, filename: str = "<string>", dtype="float32") -> "Model":
-    """Compile .nn source text: parse, resolve, lower, rewrite."""
+def compile(source: str, dims: dict | None = None, *, filename: str = "<string>", dtype="float32",
+            backend: str = "numpy", device: str | None = None) -> "Model":
+    """Compile .nn source text: parse, resolve, lower, rewrite. `backend` ("numpy" or "torch")
+    and `device` ("cpu", "cuda", "mps"; torch only) say where `run`, `grad`, `loss` and `train`
+    compute (see `Model.on`)."""
     dtype = check_dtype(dtype)
+    backend, device = check_backend(backend, device)
     for name, value in (dims or {}).items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise NndslError(f"dims: '{name}' must be a positive whole number, not {value!r}")
@@ -88,7 +93,9 @@ def compile(source: str, dims: dict | None = None, *, filename: str = "<string>"
         except NndslError as err:
             raise err.located(filename, source) from None
         rewrite_stable(lowered.graph)
-        return Model(program, resolved, lowered, inits, np.dtype(dtype))
+        model = Model(program, resolved, lowered, inits, np.dtype(dtype))
+    model.backend, model.device = backend, device
+    return model
 
 
 def memory_limit() -> tuple[int, str]:
@@ -141,9 +148,9 @@ def check_dtype(dtype) -> np.dtype:
     return value
 
 
-def load(path, dims: dict | None = None, *, dtype="float32") -> "Model":
+def load(path, dims: dict | None = None, *, dtype="float32", backend: str = "numpy", device: str | None = None) -> "Model":
     source = read_source(path)
-    return compile(source, dims, filename=str(path), dtype=dtype)
+    return compile(source, dims, filename=str(path), dtype=dtype, backend=backend, device=device)
 
 
 class Model:
@@ -202,7 +209,46 @@ class Model:
 
     def astype(self, dtype) -> "Model":
         """The same model computing in another dtype (float32 or float64)."""
-        return Model(self.program, self.resolved, self.lowered, self.inits, check_dtype(dtype))
+        model = Model(self.program, self.resolved, self.lowered, self.inits, check_dtype(dtype))
+        model.backend, model.device = self.backend, self.device
+        return model
+
+    # ---- backends: NumPy (the interpreter) or PyTorch (nndsl.torch_backend) ----------------
+    backend = "numpy"
+    device = None
+
+    def on(self, backend: str = "torch", device: str | None = None) -> "Model":
+        """The same model computing with `backend` on `device` (it shares the compiled graph)."""
+        backend, device = check_backend(backend, device)
+        model = Model(self.program, self.resolved, self.lowered, self.inits, self.dtype)
+        model.backend, model.device = backend, device
+        return model
+
+    @functools.cached_property
+    def torch_runner(self):
+        """Runs the forward graph on PyTorch (nndsl.torch_backend): the torch backend's run and grad."""
+        from .torch_backend import TorchRunner
+        return TorchRunner(self, self.device)
+
+    def to_torch(self, params: dict | None = None, *, loss: bool = True):
+        """The forward graph as a torch.fx.GraphModule (a torch.nn.Module) whose parameters are
+        the model's `param`s (`params`, default the declared initialisers), in its ParameterDict
+        `params`: `forward(*inputs)` takes the inputs it reads (`input_names`, each with a
+        leading batch axis) and returns the outputs and, with `loss`, the per-sample loss
+        (`output_names`). It lives on the model's device."""
+        from .torch_backend import lower, require_torch
+        require_torch("to_torch")
+        targets = dict(self.outputs)
+        if loss and self.loss_name is not None:
+            targets.setdefault(self.loss_name, self.lowered.loss[1])
+        module = lower(self.graph, targets, self.inputs, self.check_params(params), self.dtype)
+        return module.to(self.device or "cpu")
+
+    def evaluate_on(self, key, graph, targets: list, params: dict | None, data: dict) -> list:
+        """`evaluate` on the model's backend (the forward graph only)."""
+        if self.backend == "torch":
+            return self.torch_runner.evaluate(graph, targets, params, data)
+        return self.evaluate(key, graph, targets, params, data)
 
     def error(self, message: str, name: str | None = None, hint: str | None = None) -> NndslError:
         """An error located at the declaration of `name` in the model file."""
@@ -377,7 +423,7 @@ class Model:
         given = {self.inputs[n] for n in inputs if n in self.inputs}
         if self.loss_name is not None and self.loss_inputs <= given:
             targets[self.loss_name] = self.lowered.loss[1]
-        values = self.evaluate(("run", tuple(targets)), self.graph, list(targets.values()), params, inputs)
+        values = self.evaluate_on(("run", tuple(targets)), self.graph, list(targets.values()), params, inputs)
         return dict(zip(targets, values))
 
     def named_node(self, name: str, purpose: str):
@@ -407,7 +453,7 @@ class Model:
         """The batch-mean loss alone."""
         data = merge_inputs(inputs, keywords)
         graph, objective = self.objective_graph()
-        (value,) = self.evaluate("objective", graph, [objective], params, data)
+        (value,) = self.evaluate_on("objective", graph, [objective], params, data)
         return float(value)
 
     def require_data(self, plan, feeds):
@@ -445,6 +491,8 @@ class Model:
                                  "names no input" if not self.params else "wrt names no parameter or input")
             for name in wrt:
                 self.named_node(name, "differentiate with respect to")
+            if self.backend == "torch":             # torch.autograd through the lowered forward graph
+                return self.torch_runner.grad(params, wrt, data)
             graph, objective, grads = self.gradient_graph(wrt)
             call = self._grad_calls[wrt] = (("grad", wrt), graph, [objective, *grads.values()], tuple(grads))
         key, graph, targets, names = call
@@ -493,6 +541,8 @@ class Model:
         inputs, the model's `data` statements are used. `params` are not changed.
         """
         from .training import Trainer
+        if self.backend == "torch":
+            from .torch_training import TorchTrainer as Trainer
         data = dict(inputs or {})
         overrides = {}
         for key, value in keywords.items():

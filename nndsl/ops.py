@@ -3,9 +3,9 @@
 An entry holds the op's name, arity, shape rule, forward computation (NumPy), gradient rule
 (one vector-Jacobian product per argument, written with registry ops so the backward graph is
 an ordinary graph) and the slots other parts read: `symbol` (how messages name an infix op),
-`onnx` (the ONNX mapping), `look` (how DOT draws its nodes), `leaf` (the interpreter feeds it),
-`stable` and `units` (the rewrite passes), `correct` (training accuracy), `class_index` (data
-checks) and `kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
+`onnx` (the ONNX mapping), `torch` (the PyTorch mapping), `look` (how DOT draws its nodes),
+`leaf` (the interpreter feeds it), `stable` and `units` (the rewrite passes), `correct`
+(training accuracy), `class_index` (data checks) and `kink` (gradient checks). Passes look ops up here; nothing else lists ops by name.
 
 Shapes are per sample. At run time a value computed from an input carries one extra leading
 batch axis; the registry's forward functions are written for that layout (reductions use
@@ -19,6 +19,8 @@ from math import prod
 from typing import Callable
 
 import numpy as np
+
+from .layout import alignment, pad_key
 
 
 class ShapeError(Exception):
@@ -92,6 +94,7 @@ class Op:
     # (arguments' batched flags) -> whether its value carries the batch axis; default: any of them
     batched_rule: Callable | None = None
     printed: "Printed | None" = None      # how .nn, LaTeX and Python write it: see `defprint`
+    torch: Callable | None = None         # (t, *tensors) -> tensor: see `deftorch` and nndsl.torch_backend
 
     def rule(self, position: int):
         """The gradient rule for argument `position`; None means no gradient flows there."""
@@ -209,12 +212,11 @@ def per_sample_axes(shape: Shape) -> tuple:
 def aligned(fn, info: KernelInfo):
     """`fn` of operands that broadcast per sample: a batched operand of lower per-sample rank
     gets ones after its batch axis (`[B]` + `[n]` means `[B, 1]` + `[n]`)."""
-    rank = max((len(s) for s in info.arg_shapes), default=0)
-    pads = [rank - len(s) if b and len(s) < rank else 0 for s, b in zip(info.arg_shapes, info.arg_batched)]
+    pads = alignment(info.arg_shapes, info.arg_batched)
     if not any(pads):
         return fn
     # `x[:, None, ...]`: a view with the size-1 axes after the batch axis, made per call
-    keys = [(slice(None),) + (None,) * p if p else None for p in pads]
+    keys = [pad_key(p) for p in pads]
     if len(keys) == 2:                          # most elementwise ops: spelled out, the hot path
         ka, kb = keys
         if kb is None:
@@ -1612,3 +1614,219 @@ defprint("hinge", call("hinge"), latex_call("hinge"), py_per_sample_mean("np.max
 defprint("squared_hinge", call("squared_hinge"), latex_call("hinge^2"),
          py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0}) ** 2"))
 defprint("perceptron", call("perceptron"), latex_call("perceptron"), py_per_sample_mean("np.maximum(0.0, -{1} * {0})"))
+
+
+# ---- PyTorch: how each op computes on torch tensors (nndsl.torch_backend) ------------------
+# A mapping (t, *tensors) -> tensor sees the run-time layout (a batched value has its batch axis
+# first). `t` holds the node's static facts as KernelInfo does (`shape`, `batched`, `arg_shapes`,
+# `arg_batched`, `attrs`), `t.torch` the torch module and `t.F` torch.nn.functional. Operands of
+# elementwise ops arrive aligned (nndsl.layout); a mapping never sums over the batch: the lowering
+# does that after a node whose arguments carry the batch but whose value does not, as the ONNX
+# exporter does. Mappings call torch alone, never nndsl, so a lowered graph prints as a module
+# that needs nothing but torch (`nndsl export --format torch`).
+def deftorch(name: str, fn) -> None:
+    """Sets the PyTorch mapping of a registered op (its `torch` slot)."""
+    object.__setattr__(REGISTRY[name], "torch", fn)
+
+
+def torch_log(x):
+    """log clamped at -100, as torch.nn.BCELoss and nndsl's clamped_log."""
+    return x.log().clamp_min(-100.0)
+
+
+def torch_reduce(method: str):
+    def mapping(t, x):
+        axes = per_sample_axes(t.arg_shapes[0])
+        return getattr(x, method)(dim=axes) if axes else x
+    return mapping
+
+
+def torch_per_sample_mean(per_element):
+    """A loss: per_element of the aligned operands, the mean over one sample's elements."""
+    def mapping(t, y, target):
+        value = per_element(t, *t.aligned(y, target))
+        axes = per_sample_axes(broadcast(*t.arg_shapes))
+        return value.mean(dim=axes) if axes else value
+    return mapping
+
+
+def torch_class_mean(per_class):
+    """A cross entropy: the sum over the class axis (the last), the mean over other per-sample axes."""
+    def mapping(t, p, target):
+        value = per_class(t, *t.aligned(p, target)).sum(dim=-1)
+        axes = per_sample_axes(broadcast(*t.arg_shapes)[:-1])      # of what the sum over classes left
+        return value.mean(dim=axes) if axes else value
+    return mapping
+
+
+def torch_matmul(t, a, b):
+    (ra, rb), (ba, bb) = (len(s) for s in t.arg_shapes), t.arg_batched
+    if not ba and not bb:
+        return a @ b                                   # torch.matmul's rules are the per-sample ones
+    if bb and not ba and ra == 2 and rb == 1:
+        return b @ a.T                                 # W x over a batch: one matrix product
+    if (ba and not bb and rb == 2) or (bb and not ba and ra == 2 and rb == 2):
+        return a @ b
+    if (ra, rb) == (1, 1) and ba != bb:
+        return a @ b if ba else b @ a                  # w · x over a batch
+    sa, sb, so = MATMUL_CASES[(ra, rb)]
+    return t.torch.einsum(f"{'z' if ba else ''}{sa},{'z' if bb else ''}{sb}->z{so}", a, b)
+
+
+def torch_outer(t, a, b):
+    ba, bb = t.arg_batched
+    if not ba and not bb:
+        return t.torch.outer(a, b)
+    return t.torch.einsum(f"{'z' if ba else ''}m,{'z' if bb else ''}n->zmn", a, b)
+
+
+def torch_transpose(t, x):
+    rank = len(t.shape)
+    if rank < 2:
+        return x
+    lead = (0,) if t.arg_batched[0] else ()
+    return x.permute(lead + tuple(len(lead) + i for i in reversed(range(rank))))
+
+
+def torch_index(t, x):
+    subs = subscripts_of(t.attrs["subscripts"])
+    return x[((slice(None),) if t.arg_batched[0] else ()) + subs]
+
+
+def torch_index_grad(t, g, x):
+    """g padded with zeros to the indexed value's shape (an integer subscript's axis put back first)."""
+    subs = subscripts_of(t.attrs["subscripts"])
+    offset = 1 if t.arg_batched[0] else 0
+    for axis, s in enumerate(subs):
+        if not isinstance(s, slice):
+            g = g.unsqueeze(offset + axis)
+    widths = []
+    for axis, size in enumerate(t.shape):
+        s = subs[axis] if axis < len(subs) else slice(None)
+        kept = range(size)[s] if isinstance(s, slice) else range(size)[s:s + 1 or None]
+        widths.append((kept[0], size - kept[-1] - 1))
+    out = t.F.pad(g, [w for pair in reversed(widths) for w in pair]) if any(map(any, widths)) else g
+    return out.expand((x.shape[0],) + tuple(t.shape)) if t.batched and not offset else out
+
+
+def torch_concat(t, *xs):
+    if t.batched:
+        size = next(x for x, b in zip(xs, t.arg_batched) if b).shape[0]
+        xs = [x if b else x.expand((size,) + tuple(s)) for x, b, s in zip(xs, t.arg_batched, t.arg_shapes)]
+    return t.torch.cat(list(xs), dim=-1)
+
+
+def torch_sum_to(t, x):
+    """Undoes broadcasting per sample (the lowering sums over the batch when the node has none)."""
+    src, dst = t.arg_shapes[0], t.shape
+    lead = len(src) - len(dst)
+    axes = tuple(range(-len(src), -len(src) + lead))
+    kept = tuple(i - len(dst) for i, (s, d) in enumerate(zip(src[lead:], dst)) if d == 1 and s != 1)
+    if axes:
+        x = x.sum(dim=axes)
+    if kept:
+        x = x.sum(dim=kept, keepdim=True)
+    return x
+
+
+def torch_unbroadcast(t, g, ref):
+    out = torch_sum_to(t, g)
+    if not t.arg_batched[0] and t.arg_batched[1]:
+        out = out.unsqueeze(0)            # a batch of one, which the lowering's sum over the batch removes
+    return out
+
+
+def torch_broadcast_like(t, x, ref):
+    shape = tuple(t.shape)
+    if not t.batched:
+        return x if t.arg_shapes[0] == shape else x.expand(shape)
+    if t.arg_batched[0] and t.arg_shapes[0] == shape:
+        return x
+    return x.expand(((x if t.arg_batched[0] else ref).shape[0],) + shape)
+
+
+def torch_batch_size(t, x):
+    return x.new_ones(()) * x.shape[0] if t.arg_batched[0] else x.new_ones(())
+
+
+def torch_one_hot(t, k, ref):
+    rows = t.F.one_hot(k.long(), t.shape[-1]).to(ref.dtype)       # k's layout and one more axis
+    pad = len(t.shape) - len(t.arg_shapes[0]) - 1
+    if t.arg_batched[0] and pad:
+        rows = rows[pad_key(pad)]
+    if t.batched:
+        return rows.expand(((k if t.arg_batched[0] else ref).shape[0],) + tuple(t.shape))
+    return rows.expand(tuple(t.shape))
+
+
+def torch_pick(t, x, k):
+    """x[..., k]: the entry of the class axis at each sample's class index."""
+    idx = k.long()
+    xb, kb = t.arg_batched
+    if xb and kb:
+        return x.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    return x[:, idx] if xb else x[idx]
+
+
+def torch_bce_logits(t, z, target):
+    z, target = t.torch.broadcast_tensors(z, target)
+    return t.F.binary_cross_entropy_with_logits(z, target, reduction="none")
+
+
+deftorch("input", lambda t: t.input())
+deftorch("param", lambda t: t.parameter())
+deftorch("const", lambda t: t.constant())
+deftorch("add", lambda t, a, b: a + b)
+deftorch("sub", lambda t, a, b: a - b)
+deftorch("mul", lambda t, a, b: a * b)
+deftorch("div", lambda t, a, b: a / b)
+deftorch("neg", lambda t, x: -x)
+deftorch("pow", lambda t, a, b: a ** b)
+deftorch("max", lambda t, a, b: t.torch.maximum(a, b))
+deftorch("min", lambda t, a, b: t.torch.minimum(a, b))
+deftorch("tie_mask", lambda t, a, b: (a > b).to(a.dtype) + 0.5 * (a == b).to(a.dtype))
+deftorch("relu", lambda t, x: x.relu())
+deftorch("sigmoid", lambda t, x: x.sigmoid())
+deftorch("tanh", lambda t, x: x.tanh())
+deftorch("step", lambda t, x: (x > 0).to(x.dtype))
+deftorch("sign", lambda t, x: x.sign())
+deftorch("softplus", lambda t, x: t.torch.logaddexp(x, x.new_zeros(())))
+deftorch("leaky_relu", lambda t, x, s: t.torch.where(x > 0, x, x * s))
+deftorch("identity", lambda t, x: x)
+deftorch("exp", lambda t, x: x.exp())
+deftorch("log", lambda t, x: x.log())
+deftorch("abs", lambda t, x: x.abs())
+deftorch("sqrt", lambda t, x: x.sqrt())
+deftorch("log_sigmoid", lambda t, x: t.F.logsigmoid(x))
+deftorch("softmax", lambda t, x: t.torch.softmax(x, dim=-1))
+deftorch("log_softmax", lambda t, x: t.torch.log_softmax(x, dim=-1))
+deftorch("sum_last", lambda t, x: x.sum(dim=-1, keepdim=True))
+deftorch("sum", torch_reduce("sum"))
+deftorch("mean", torch_reduce("mean"))
+deftorch("transpose", torch_transpose)
+deftorch("matmul", torch_matmul)
+deftorch("outer", torch_outer)
+deftorch("index", torch_index)
+deftorch("index_grad", torch_index_grad)
+deftorch("concat", torch_concat)
+deftorch("argmax", lambda t, x: x.argmax(dim=-1).to(x.dtype))
+deftorch("sum_to", torch_sum_to)
+deftorch("broadcast_like", torch_broadcast_like)
+deftorch("batch_size", torch_batch_size)
+deftorch("accumulate", lambda t, *xs: sum(xs[1:], xs[0]))
+deftorch("batch_sum", lambda t, x: x.sum(dim=0) if t.arg_batched[0] else x)
+deftorch("unbroadcast", torch_unbroadcast)
+deftorch("one_hot", torch_one_hot)
+deftorch("mse", torch_per_sample_mean(lambda t, y, target: (y - target).square()))
+deftorch("mae", torch_per_sample_mean(lambda t, y, target: (y - target).abs()))
+deftorch("bce", torch_per_sample_mean(lambda t, p, target: -(target * torch_log(p) + (1 - target) * torch_log(1 - p))))
+deftorch("bce_logits", torch_per_sample_mean(torch_bce_logits))
+deftorch("cross_entropy", torch_class_mean(lambda t, p, target: -(target * torch_log(p))))
+deftorch("cross_entropy_logits", torch_class_mean(lambda t, z, target: -(target * t.torch.log_softmax(z, dim=-1))))
+deftorch("sparse_cross_entropy", lambda t, p, k: -torch_log(torch_pick(t, p, k)))
+deftorch("sparse_cross_entropy_logits", lambda t, z, k: -torch_pick(t, t.torch.log_softmax(z, dim=-1), k))
+deftorch("sparse_cross_entropy_logits_grad",
+         lambda t, z, k: t.torch.softmax(z, dim=-1) - t.F.one_hot(k.long(), t.arg_shapes[0][-1]).to(z.dtype))
+deftorch("hinge", torch_per_sample_mean(lambda t, y, target: (1 - target * y).clamp_min(0.0)))
+deftorch("squared_hinge", torch_per_sample_mean(lambda t, y, target: (1 - target * y).clamp_min(0.0).square()))
+deftorch("perceptron", torch_per_sample_mean(lambda t, y, target: (-(target * y)).clamp_min(0.0)))
