@@ -321,7 +321,7 @@ def train_layers(args) -> list:
 
 def cmd_train(args) -> int:
     from .report import Progress, check_log_path, metric_text, plot, require_matplotlib, write_log
-    from .training import Trainer, samples
+    from .training import samples
     from .torch_training import launched_by_torchrun, rank
     if args.nproc is not None:
         return launch(args)
@@ -352,6 +352,8 @@ def cmd_train(args) -> int:
     val_data = model.read_data(args.val_data) if args.val_data else None
     if model.backend == "torch":
         from .torch_training import TorchTrainer as Trainer
+    else:
+        from .training import Trainer
     trainer = Trainer(model, settings, params, gather_data(model, args), val_data)
     if args.resume:
         trainer.restore(args.resume)

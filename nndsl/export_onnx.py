@@ -1,7 +1,7 @@
 """ONNX export: the forward graph as an ONNX model (opset 17), parameters as initializers.
 
 ONNX is an optional extra (`pip install 'nndsl[onnx]'`); `onnx` is imported only when a model
-is exported. What each op becomes is the `onnx` field of its registry entry in nndsl/ops.py: a
+is exported. What each op becomes is the `onnx` field of its registry entry in nndsl/ops/: a
 function `(e, *inputs) -> output` where `inputs` and `output` are ONNX value names and `e` is
 the `Emitter` below, which adds ONNX nodes and constants and knows the node's static facts.
 

@@ -4,8 +4,8 @@ A value computed from an input carries one leading batch axis before its per-sam
 parameter or a constant does not. Operands of an elementwise op broadcast per sample, so a
 batched operand of lower per-sample rank needs size-1 axes after its batch axis: `[B]` with
 `[n]` is `[B, 1]` with `[n]`, never `[B]` against `[n]` (which NumPy would align at the end).
-The NumPy kernels (`nndsl.ops.aligned`), the ONNX exporter and the PyTorch lowering all read
-that rule from `alignment` below.
+The NumPy kernels (`nndsl.ops.aligned`), the ONNX exporter, the PyTorch lowering and the Python
+export (`nndsl.ops.py_aligned`) all read that rule from `alignment` below.
 """
 from __future__ import annotations
 

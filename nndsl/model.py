@@ -540,9 +540,10 @@ class Model:
         override the model's own; any other keyword is an input (or pass `inputs={...}`). Without
         inputs, the model's `data` statements are used. `params` are not changed.
         """
-        from .training import Trainer
         if self.backend == "torch":
             from .torch_training import TorchTrainer as Trainer
+        else:
+            from .training import Trainer
         data = dict(inputs or {})
         overrides = {}
         for key, value in keywords.items():

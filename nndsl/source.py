@@ -3,7 +3,7 @@
 `export(model, lang, grad)` is what `nndsl export --format nn|latex|python` calls. With `grad`
 the graph is `Model.gradient_graph` over every parameter: the forward values, the batch-mean
 objective and the backward graph, whose nodes use the same registry ops. Each op's spelling in
-each language is the `printed` slot of its registry entry (nndsl/ops.py, `defprint`); this module
+each language is the `printed` slot of its registry entry (nndsl/ops/, `Printed`); this module
 only walks the nodes in order (forward values first, then the backward pass in the order it
 runs), names the values, and decides which get a line of their own.
 
@@ -30,7 +30,7 @@ from . import syntax as S
 from .errors import NndslError
 from .graph import arguments, attributes, topological_order
 from .interpreter import needed, schedule, straight_line
-from .ops import ATOM, REGISTRY, Form, KernelInfo, fmt_shape, paren, py_aligned
+from .ops import ATOM, REGISTRY, KernelInfo, fmt_shape, paren, py_aligned
 
 LANGS = ("nn", "latex", "python")
 MAX_DEPTH = 4               # an inline expression nests at most this many ops; deeper ones get a name

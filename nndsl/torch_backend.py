@@ -1,8 +1,8 @@
 """The PyTorch backend: nndsl's forward graph lowered to a `torch.fx.GraphModule`.
 
 PyTorch is an optional extra (`pip install 'nndsl[torch]'`), imported only here and only when
-asked for. What each op becomes is the `torch` slot of its registry entry (`deftorch` in
-nndsl/ops.py), a function `(t, *tensors) -> tensor` of the `Lowering` context below. Only the
+asked for. What each op becomes is the `torch` slot of its registry entry (`torch=` in its
+`defop`, nndsl/ops/), a function `(t, *tensors) -> tensor` of the `Lowering` context below. Only the
 forward graph is lowered: gradients come from torch.autograd, so PyTorch's optimizers,
 DistributedDataParallel and devices apply to the lowered module as to any other.
 

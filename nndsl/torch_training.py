@@ -155,7 +155,7 @@ class TorchTrainer(Trainer):
 
     def step(self, order) -> bool:
         """One optimizer step on the next global batch, this rank computing its share of it."""
-        torch, s, pos = self.torch, self.settings, self.position
+        torch, pos = self.torch, self.position
         lo = pos.batch * self.batch
         hi = min(lo + self.batch, self.n)
         index = np.arange(lo, hi) if order is None else order[lo:hi]

@@ -147,7 +147,7 @@ def test_backprop_1d_latex_is_the_lecture_derivation():
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_op_has_its_printed_forms(name):
     printed = REGISTRY[name].printed
-    assert printed is not None, f"op '{name}' has no printed forms: add them with defprint in nndsl/ops.py"
+    assert printed is not None, f"op '{name}' has no printed forms: give its defop in nndsl/ops/ a printed=..."
     if not REGISTRY[name].leaf and name != "const":
         for lang in ("nn", "latex", "python"):
             form = getattr(printed, lang)

@@ -94,7 +94,7 @@ def test_generated_program_agrees_with_numpy(seed):
 
 
 def test_every_op_has_a_torch_mapping():
-    """A new op fails here until it says what it computes on PyTorch (`deftorch` in nndsl/ops.py)."""
+    """A new op fails here until it says what it computes on PyTorch (`torch=` in its defop, nndsl/ops/)."""
     missing = sorted(name for name, op in REGISTRY.items() if op.torch is None)
     assert not missing, f"ops without a torch mapping: {missing}"
 

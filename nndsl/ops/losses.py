@@ -1,0 +1,412 @@
+"""Losses: a per-sample scalar, the mean over one sample's elements (`per_sample_mean`,
+`class_mean` for the cross entropies, which sum over the class axis). A fused loss
+(`bce_logits`, `cross_entropy_logits`, `sparse_cross_entropy_logits`) is what the rewrite pass
+makes of a loss of a sigmoid or a softmax (the `stable` slot); it is printed as what it fuses,
+which compiles back to it. `correct` says what a right answer is, for training accuracy. The gradient
+of the sparse cross entropy from logits is one op of its own, softmax(z) − onehot(k) in one pass
+(`sparse_cross_entropy_logits_grad`).
+"""
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from .core import aligned, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, REGISTRY, Shape, ShapeError
+from .elementwise import onnx_step
+from .reductions import log_softmax_fwd, shifted_logsumexp, softmax_fwd
+from .plumbing import indices, onnx_class_mask
+
+
+def pairwise_loss(y: Shape, t: Shape) -> Shape:
+    broadcast(y, t)
+    return ()
+
+
+def class_loss(p: Shape, t: Shape) -> Shape:
+    at_least_vector(p)
+    broadcast(p, t)
+    return ()
+
+
+def sparse_class_loss(p: Shape, k: Shape) -> Shape:
+    if len(p) != 1 or k != ():
+        raise ShapeError(f"takes class scores of shape [n] and a scalar class index, not {fmt_shape(p)} and {fmt_shape(k)}")
+    return ()
+
+
+def clamped_log(x):
+    """log with PyTorch's BCELoss clamp at -100, so a saturated probability stays finite."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), -100.0)
+
+
+def per_sample_mean(per_element):
+    """Kernel factory of a loss: `per_element` of the aligned operands, then the mean over one
+    sample's elements (axes and count fixed once, when the kernel is built)."""
+    def factory(info: KernelInfo):
+        fn = aligned(per_element, info)
+        shape = broadcast(*info.arg_shapes)
+        if not shape:
+            return fn
+        if prod(shape) == 1:                     # one element per sample: its value, a view
+            key = (Ellipsis,) + (0,) * len(shape)
+            return lambda *xs: fn(*xs)[key]
+        axes, scale = per_sample_axes(shape), info.dtype.type(1 / prod(shape))
+        return lambda *xs: np.add.reduce(fn(*xs), axis=axes) * scale
+    return factory
+
+
+def class_mean(per_class):
+    """Kernel factory of a cross entropy: sum over the class axis (the last), mean over any
+    other per-sample axes."""
+    def factory(info: KernelInfo):
+        fn = aligned(per_class, info)
+        shape = broadcast(*info.arg_shapes)[:-1]
+        if not shape:
+            return lambda *xs: np.add.reduce(fn(*xs), axis=-1)
+        axes, scale = tuple(a - 1 for a in per_sample_axes(shape)), info.dtype.type(1 / prod(shape))
+        return lambda *xs: np.add.reduce(fn(*xs), axis=axes + (-1,)) * scale
+    return factory
+
+
+def pick(x, idx):
+    """x[..., k] for per-sample class indices k (either side may lack the batch axis)."""
+    if x.ndim == 2 and idx.shape == x.shape[:1]:            # a batch of rows: the common case
+        return x[np.arange(len(x)), idx]
+    if x.shape[:-1] != idx.shape:
+        x = np.broadcast_to(x, np.broadcast_shapes(x.shape[:-1], idx.shape) + x.shape[-1:])
+        idx = np.broadcast_to(idx, x.shape[:-1])
+    rows = x.reshape(-1, x.shape[-1])
+    return rows[np.arange(len(rows)), idx.reshape(-1)].reshape(idx.shape)
+
+
+def pairwise_size(d, y, t):
+    return prod(broadcast(d.shape(y), d.shape(t))) or 1
+
+
+def class_rows(d, p, t):
+    s = broadcast(d.shape(p), d.shape(t))
+    return prod(s[:-1]) or 1
+
+
+def margin(d, y, t):
+    return d.sub(1.0, d.mul(t, y))
+
+
+def inclusive_step(d, z):
+    """1 where z >= 0: the hinge losses pass gradient at the kink, as sklearn and torch.clamp do."""
+    return d.sub(1.0, d.step(d.neg(z)))
+
+
+def onnx_pick(e, x, k):
+    """x[..., k]: the entry of the class axis at each sample's class index."""
+    return e.reduce("ReduceSum", e("Mul", x, onnx_class_mask(e, k, e.arg_shapes[0][-1])), [-1])
+
+
+def onnx_clamped_log(e, x):
+    return e("Max", e("Log", x), e.const(-100.0))
+
+
+def onnx_pairwise_loss(per_element):
+    """A loss that is the mean over one sample's elements of per_element(e, y, t)."""
+    def mapping(e, y, t):
+        y, t = e.aligned(y, t)
+        return e.reduce("ReduceMean", per_element(e, y, t), e.per_sample_axes())
+    return mapping
+
+
+def onnx_class_loss(log_p):
+    """Cross entropy: -t log p summed over the class axis, mean over other per-sample axes."""
+    def mapping(e, p, t):
+        p, t = e.aligned(p, t)
+        total = e.reduce("ReduceSum", e("Neg", e("Mul", t, log_p(e, p))), [-1])
+        return e.reduce("ReduceMean", total, e.per_sample_axes()[1:])
+    return mapping
+
+
+def onnx_margin(e, y, t):
+    return e("Sub", e.const(1.0), e("Mul", t, y))
+
+
+def onnx_square(e, x):
+    return e("Mul", x, x)
+
+
+def same_class(p, t):
+    return np.argmax(p, axis=-1) == np.argmax(t, axis=-1)
+
+
+def same_side(threshold):
+    return lambda y, t: (y > threshold) == (t > 0.5)
+
+
+def same_sign(y, t):
+    return y * t > 0
+
+
+def py_per_sample_mean(elements: str):
+    """A loss that is the mean over one sample's elements of `elements` (a Python template)."""
+    def form(info, *xs):
+        text = elements.format(*[paren(t, p, ATOM) for t, p in py_aligned(info, xs)])
+        shape = broadcast(*info.arg_shapes)
+        if not shape:
+            return text, 2
+        return f"({text}).mean(axis={py_axes(per_sample_axes(shape))})", ATOM
+    return form
+
+
+def py_class_mean(per_class: str):
+    def form(info, *xs):
+        text = f"({per_class.format(*[paren(t, p, ATOM) for t, p in py_aligned(info, xs)])}).sum(axis=-1)"
+        shape = broadcast(*info.arg_shapes)[:-1]
+        if not shape:
+            return text, ATOM
+        return f"{text}.mean(axis={py_axes(per_sample_axes(shape))})", ATOM     # the class axis is gone
+    return form
+
+
+def torch_log(x):
+    """log clamped at -100, as torch.nn.BCELoss and nndsl's clamped_log."""
+    return x.log().clamp_min(-100.0)
+
+
+def torch_per_sample_mean(per_element):
+    """A loss: per_element of the aligned operands, the mean over one sample's elements."""
+    def mapping(t, y, target):
+        value = per_element(t, *t.aligned(y, target))
+        axes = per_sample_axes(broadcast(*t.arg_shapes))
+        return value.mean(dim=axes) if axes else value
+    return mapping
+
+
+def torch_class_mean(per_class):
+    """A cross entropy: the sum over the class axis (the last), the mean over other per-sample axes."""
+    def mapping(t, p, target):
+        value = per_class(t, *t.aligned(p, target)).sum(dim=-1)
+        axes = per_sample_axes(broadcast(*t.arg_shapes)[:-1])      # of what the sum over classes left
+        return value.mean(dim=axes) if axes else value
+    return mapping
+
+
+def torch_pick(t, x, k):
+    """x[..., k]: the entry of the class axis at each sample's class index."""
+    idx = k.long()
+    xb, kb = t.arg_batched
+    if xb and kb:
+        return x.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    return x[:, idx] if xb else x[idx]
+
+
+# losses: per-sample scalars, the mean over one sample's elements
+defop("mse", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Sub", y, t))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(y - t)),
+      doc="mean squared error, for any targets",
+      signature="mse(y, t)", formula="(y − t)² per element, mean over the elements of one sample",
+      derivative="∂/∂y = 2 (y − t) / n and ∂/∂t = 2 (t − y) / n, n the elements of one sample",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(y, t), 2.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.sub(t, y), 2.0 / pairwise_size(d, y, t)))),
+      printed=Printed(call("mse"), latex_call("mse"), py_per_sample_mean("({0} - {1}) ** 2")),
+      torch=torch_per_sample_mean(lambda t, y, target: (y - target).square()))
+
+
+defop("mae", arity=2, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: e("Abs", e("Sub", y, t))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.abs(y - t)),
+      doc="mean absolute error, for any targets",
+      signature="mae(y, t)", formula="|y − t| per element, mean over the elements of one sample",
+      derivative="∂/∂y = sign(y − t) / n and ∂/∂t = sign(t − y) / n, n the elements of one sample; at y = t it is "
+                 "0 (as torch's L1 loss)",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(y, t)), 1.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.sign(d.sub(t, y)), 1.0 / pairwise_size(d, y, t)))),
+      printed=Printed(call("mae"), latex_call("mae"), py_per_sample_mean("np.abs({0} - {1})")),
+      torch=torch_per_sample_mean(lambda t, y, target: (y - target).abs()))
+
+
+def onnx_bce(e, p, t):
+    one_minus = e("Sub", e.const(1.0), t)
+    both = e("Add", e("Mul", t, onnx_clamped_log(e, p)),
+             e("Mul", one_minus, onnx_clamped_log(e, e("Sub", e.const(1.0), p))))
+    return e("Neg", both)
+
+
+def bce_elements(p, t):
+    return -(t * clamped_log(p) + (1 - t) * clamped_log(1 - p))
+
+
+defop("bce", arity=2, correct=same_side(0.5), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_elements),
+      stable={"sigmoid": "bce_logits"},
+      onnx=onnx_pairwise_loss(onnx_bce),
+      doc="binary cross entropy of a probability p against a target t in [0, 1]",
+      signature="bce(p, t)",
+      formula="−(t log p + (1 − t) log(1 − p)) per element, log clamped at −100 (as torch.nn.BCELoss), mean over "
+              "the elements of one sample",
+      derivative="∂/∂p = (p − t) / (n p (1 − p)), the denominator p (1 − p) clamped at 1e-12 as torch.nn.BCELoss "
+                 "does; ∂/∂t = (log(1 − p) − log p) / n, n the elements of one sample",
+      vjp=(lambda d, g, out, p, t: d.mul(g, d.div(d.sub(p, t), d.mul(d.max(d.mul(p, d.sub(1.0, p)), 1e-12),
+                                                                    float(pairwise_size(d, p, t))))),
+           lambda d, g, out, p, t: d.mul(g, d.mul(d.sub(d.log(d.sub(1.0, p)), d.log(p)), 1.0 / pairwise_size(d, p, t)))),
+      printed=Printed(call("bce"), latex_call("bce"), py_per_sample_mean("-({1} * clamped_log({0}) + (1 - {1}) * clamped_log(1 - {0}))"), helpers=("clamped_log",)),
+      torch=torch_per_sample_mean(lambda t, p, target: -(target * torch_log(p) + (1 - target) * torch_log(1 - p))))
+
+
+def onnx_bce_logits(e, z, t):
+    """max(z, 0) - z t + log1p(exp(-|z|)) as the kernel computes it: z (step(z) - t) + Softplus(-|z|)."""
+    return e("Add", e("Mul", z, e("Sub", onnx_step(e, z), t)), e("Softplus", e("Neg", e("Abs", z))))
+
+
+def bce_logits_elements(z, t):
+    """max(z, 0) - z t + log(1 + exp(-|z|)), the first two terms as the one product z (1 - t) or
+    -z t: for z large and t near 1, z - z t would cancel the digits of z t."""
+    return z * ((z > 0) - t) + np.log1p(np.exp(-np.abs(z)))
+
+
+def torch_bce_logits(t, z, target):
+    z, target = t.torch.broadcast_tensors(z, target)
+    return t.F.binary_cross_entropy_with_logits(z, target, reduction="none")
+
+
+defop("bce_logits", arity=2, correct=same_side(0.0), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_logits_elements),
+      callable=False,
+      onnx=onnx_pairwise_loss(onnx_bce_logits),
+      doc="bce(sigmoid(z), t) computed from the logits z",
+      signature="bce(sigmoid(z), t), rewritten to it",
+      formula="max(z, 0) − z t + log(1 + e^(−|z|)) per element, mean over the elements of one sample",
+      derivative="∂/∂z = (σ(z) − t) / n and ∂/∂t = −z / n, n the elements of one sample",
+      vjp=(lambda d, g, out, z, t: d.mul(g, d.mul(d.sub(d.sigmoid(z), t), 1.0 / pairwise_size(d, z, t))),
+           lambda d, g, out, z, t: d.mul(g, d.mul(z, -1.0 / pairwise_size(d, z, t)))),
+      printed=Printed(Form("bce(σ({0}), {1})"), Form("\\mathrm{{bce}}(\\sigma({0}), {1})"), py_per_sample_mean("{0} * (({0} > 0) - {1}) + np.logaddexp(0.0, -np.abs({0}))")),
+      torch=torch_per_sample_mean(torch_bce_logits))
+
+
+defop("cross_entropy", arity=2, correct=same_class, shape=class_loss, stable={"softmax": "cross_entropy_logits"},
+      onnx=onnx_class_loss(onnx_clamped_log),
+      forward=None, kernel_factory=class_mean(lambda p, t: -(t * clamped_log(p))),
+      doc="cross entropy of class probabilities p against one-hot or soft targets t, classes on the last axis",
+      signature="cross_entropy(p, t)",
+      formula="−Σ_c t_c log p_c over the class axis, log clamped at −100; mean over any other per-sample axes",
+      derivative="∂/∂p = −t / (r p) and ∂/∂t = −log p / r, r the rows of one sample (1 for a vector)",
+      vjp=(lambda d, g, out, p, t: d.mul(g, d.mul(d.div(t, p), -1.0 / class_rows(d, p, t))),
+           lambda d, g, out, p, t: d.mul(g, d.mul(d.log(p), -1.0 / class_rows(d, p, t)))),
+      printed=Printed(call("cross_entropy"), latex_call("CE"), py_class_mean("-({1} * clamped_log({0}))"), helpers=("clamped_log",)),
+      torch=torch_class_mean(lambda t, p, target: -(target * torch_log(p))))
+
+
+def ce_logits_grad_z(d, g, out, z, t):
+    """softmax(z) Σ_c t - t, with t broadcast against z. Where z has a single class (its softmax
+    is 1, the loss does not depend on it), t is first summed over the classes it spreads over,
+    so the softmax's own class axis is the one the rule runs along."""
+    t = d.broadcast_like(t, z)
+    if d.shape(z)[-1] == 1 and d.shape(t)[-1] != 1:
+        t = d.sum_last(t)
+    return d.mul(g, d.mul(d.sub(d.mul(d.softmax(z), d.sum_last(t)), t), 1.0 / class_rows(d, z, t)))
+
+
+defop("cross_entropy_logits", arity=2, correct=same_class, shape=class_loss, callable=False,
+      onnx=onnx_class_loss(lambda e, z: e("LogSoftmax", z, axis=-1)),
+      forward=None, kernel_factory=class_mean(lambda z, t: -(t * log_softmax_fwd(None, z))),
+      doc="cross_entropy(softmax(z), t) computed from the logits z",
+      signature="cross_entropy(softmax(z), t), rewritten to it",
+      formula="−Σ_c t_c log_softmax(z)_c over the class axis; mean over any other per-sample axes",
+      derivative="∂/∂z = (softmax(z) Σ_c t_c − t) / r, which is softmax(z) − t for targets summing to 1; ∂/∂t = "
+                 "−log_softmax(z) / r, r the rows of one sample",
+      vjp=(ce_logits_grad_z,
+           lambda d, g, out, z, t: d.mul(g, d.mul(d.log_softmax(z), -1.0 / class_rows(d, z, t)))),
+      printed=Printed(Form("cross_entropy(softmax({0}), {1})"), Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"), py_class_mean("-({1} * ({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)))")),
+      torch=torch_class_mean(lambda t, z, target: -(target * t.torch.log_softmax(z, dim=-1))))
+
+
+def sparse_ce_fwd(info, p, k):
+    n = info.arg_shapes[0][-1]
+    return -clamped_log(pick(p, indices(info, k, n)))
+
+
+defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
+      onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
+      stable={"softmax": "sparse_cross_entropy_logits"},
+      doc="cross entropy of class probabilities p of shape [n] against a class index k",
+      signature="sparse_cross_entropy(p, k)", formula="−log p[k], log clamped at −100; k an integer in [0, n)",
+      derivative="∂/∂p = −1 / p[k] at class k, 0 elsewhere; none to k",
+      vjp=(lambda d, g, out, p, k: d.neg(d.mul(g, d.div(d.one_hot(k, p), p))), None),
+      printed=Printed(call("sparse_cross_entropy"), latex_call("CE"), Form("-clamped_log(pick({0}, {1}))", 3), helpers=("clamped_log", "pick")),
+      torch=lambda t, p, k: -torch_log(torch_pick(t, p, k)))
+
+
+def sparse_ce_logits_fwd(info, z, k):
+    n = info.arg_shapes[0][-1]
+    shifted, log_total = shifted_logsumexp(z)
+    return log_total[..., 0] - pick(shifted, indices(info, k, n))
+
+
+defop("sparse_cross_entropy_logits", arity=2, class_index=(1, 0), correct=lambda z, k: np.argmax(z, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
+      onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
+      doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
+      signature="sparse_cross_entropy(softmax(z), k), rewritten to it",
+      formula="log Σ_j e^(z_j) − z[k] (log-sum-exp)",
+      derivative="∂/∂z = softmax(z) − onehot(k); none to k",
+      vjp=(lambda d, g, out, z, k: d.mul(g, d.sparse_cross_entropy_logits_grad(z, k)), None),
+      printed=Printed(Form("sparse_cross_entropy(softmax({0}), {1})"), Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"), Form("np.logaddexp.reduce({0}, axis=-1) - pick({0}, {1})", 1), helpers=("pick",)),
+      torch=lambda t, z, k: -torch_pick(t, t.torch.log_softmax(z, dim=-1), k))
+
+
+def sparse_ce_logits_grad_fwd(info, z, k):
+    """softmax(z) − onehot(k) in one pass: the softmax, then 1 taken off at each row's class."""
+    n = info.arg_shapes[0][-1]
+    idx = indices(info, k, n)
+    p = softmax_fwd(info, z)
+    rows = idx[..., None] == np.arange(n)           # one-hot, as booleans
+    if rows.shape == p.shape:
+        p -= rows
+        return p
+    return p - rows                                 # either side broadcast against the other
+
+
+defop("sparse_cross_entropy_logits_grad", arity=2, class_index=(1, 0), shape=lambda z, k: broadcast(z, k + z[-1:]),
+      forward=sparse_ce_logits_grad_fwd, callable=False,
+      onnx=lambda e, z, k: e("Sub", e("Softmax", z, axis=-1), onnx_class_mask(e, k, e.arg_shapes[0][-1])),
+      doc="the gradient of sparse_cross_entropy_logits with respect to z, in one pass",
+      signature="internal: made by the differentiator (the gradient of the sparse cross entropy from logits)",
+      formula="softmax(z) − onehot(k)",
+      derivative="∂/∂z: s ⊙ (g − Σ g ⊙ s), s = softmax(z), as the softmax's; none to k",
+      vjp=(lambda d, g, out, z, k: REGISTRY["softmax"].rule(0)(d, g, d.softmax(z), z), None),
+      printed=Printed(Form("softmax({0}) - one_hot({1}, {0})", 1, (0,)), Form("\\mathrm{{softmax}}({0}) - \\mathrm{{onehot}}({1})", 1, (0,)), Form("np.exp({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)) - one_hot({1}, {0})", 1, (0,)), helpers=("one_hot",)),
+      torch=lambda t, z, k: t.torch.softmax(z, dim=-1) - t.F.one_hot(k.long(), t.arg_shapes[0][-1]).to(z.dtype))
+
+
+defop("hinge", arity=2, correct=same_sign, kink=lambda y, t: 1 - t * y, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), onnx_margin(e, y, t))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, 1 - t * y)),
+      doc="hinge loss (SVM) of a score y against a label t in {−1, 1}",
+      signature="hinge(y, t)", formula="max(0, 1 − t y) per element, mean over the elements of one sample",
+      derivative="∂/∂y = −t / n where t y ≤ 1, else 0: at the kink t y = 1 it is −t / n (as scikit-learn and "
+                 "torch.clamp(min=0)). ∂/∂t = −y / n where t y ≤ 1, else 0",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, margin(d, y, t))), -1.0 / pairwise_size(d, y, t)))),
+      printed=Printed(call("hinge"), latex_call("hinge"), py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0})")),
+      torch=torch_per_sample_mean(lambda t, y, target: (1 - target * y).clamp_min(0.0)))
+
+
+defop("squared_hinge", arity=2, correct=same_sign, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: onnx_square(e, e("Max", e.const(0.0), onnx_margin(e, y, t)))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.square(np.maximum(0, 1 - t * y))),
+      doc="squared hinge loss of a score y against a label t in {−1, 1}",
+      signature="squared_hinge(y, t)", formula="max(0, 1 − t y)² per element, mean over the elements of one sample",
+      derivative="∂/∂y = −2 t max(0, 1 − t y) / n and ∂/∂t = −2 y max(0, 1 − t y) / n; no kink",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, d.relu(margin(d, y, t))), -2.0 / pairwise_size(d, y, t)))),
+      printed=Printed(call("squared_hinge"), latex_call("hinge^2"), py_per_sample_mean("np.maximum(0.0, 1 - {1} * {0}) ** 2")),
+      torch=torch_per_sample_mean(lambda t, y, target: (1 - target * y).clamp_min(0.0).square()))
+
+
+defop("perceptron", arity=2, correct=same_sign, kink=lambda y, t: t * y, shape=pairwise_loss,
+      onnx=onnx_pairwise_loss(lambda e, y, t: e("Max", e.const(0.0), e("Neg", e("Mul", t, y)))),
+      forward=None, kernel_factory=per_sample_mean(lambda y, t: np.maximum(0, -t * y)),
+      doc="perceptron loss of a score y against a label t in {−1, 1}: SGD on it with batch 1 is Rosenblatt's rule",
+      signature="perceptron(y, t)", formula="max(0, −t y) per element, mean over the elements of one sample",
+      derivative="∂/∂y = −t / n where t y ≤ 0, else 0: at the kink t y = 0 it is −t / n, so a tie counts as a "
+                 "mistake. ∂/∂t = −y / n where t y ≤ 0, else 0",
+      vjp=(lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(t, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t))),
+           lambda d, g, out, y, t: d.mul(g, d.mul(d.mul(y, inclusive_step(d, d.neg(d.mul(t, y)))), -1.0 / pairwise_size(d, y, t)))),
+      printed=Printed(call("perceptron"), latex_call("perceptron"), py_per_sample_mean("np.maximum(0.0, -{1} * {0})")),
+      torch=torch_per_sample_mean(lambda t, y, target: (-(target * y)).clamp_min(0.0)))
