@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -429,7 +430,10 @@ def launch(args) -> int:
             rest.append(item)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
                "-m", "nndsl"] + rest
-    return subprocess.call(command)
+    # Each process gets its share of the cores (torchrun would set 1 and print a banner saying so).
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    return subprocess.call(command, env=env)
 
 
 # ---- the parser --------------------------------------------------------------------------
