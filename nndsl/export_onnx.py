@@ -20,7 +20,7 @@ import numpy as np
 from .errors import NndslError
 from .graph import arguments, span_of, topological_order
 from .interpreter import needed
-from .layout import alignment
+from .layout import NodeFacts
 from .ops import REGISTRY
 
 OPSET = 17
@@ -37,7 +37,7 @@ def require_onnx():
     return onnx
 
 
-class Emitter:
+class Emitter(NodeFacts):
     """What an op's `onnx` mapping sees: `e("Add", a, b)` adds an ONNX node, returns its output.
 
     Static facts, as the interpreter's KernelInfo: `shape` and `batched` of the node, and
@@ -47,13 +47,8 @@ class Emitter:
 
     def __init__(self, exporter: "OnnxExporter", node, attrs: dict, arg_shapes: tuple, arg_batched: tuple,
                  base: str):
+        super().__init__(node, attrs, arg_shapes, arg_batched)
         self.exporter = exporter
-        self.node = node
-        self.attrs = attrs
-        self.shape = attrs["shape"]
-        self.batched = attrs["batched"]
-        self.arg_shapes = arg_shapes
-        self.arg_batched = arg_batched
         self.elem_type = exporter.elem_type
         self.dtype = exporter.dtype
         self.base = base
@@ -105,7 +100,7 @@ class Emitter:
     def aligned(self, *xs: str) -> list:
         """Operands laid out for broadcasting: a batched operand of lower per-sample rank gets
         size-1 axes after its batch axis (the rule of `ops.aligned`)."""
-        pads = alignment(self.arg_shapes, self.arg_batched)
+        pads = self.pads()
         return [self.unsqueeze(x, range(1, 1 + pad)) if pad else x for x, pad in zip(xs, pads)]
 
     def per_sample_axes(self) -> list:

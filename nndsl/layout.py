@@ -20,3 +20,21 @@ def alignment(arg_shapes, arg_batched) -> tuple:
 def pad_key(pad: int):
     """The subscript that inserts `pad` size-1 axes after the batch axis (`x[:, None]`), or None."""
     return (slice(None),) + (None,) * pad if pad else None
+
+
+class NodeFacts:
+    """What an op's mapping (ONNX, PyTorch) may know of its node before any data, as the
+    interpreter's KernelInfo: the node and its graph attributes, its per-sample `shape` and
+    whether it is `batched`, and its arguments' `arg_shapes` and `arg_batched`."""
+
+    def __init__(self, node, attrs: dict, arg_shapes: tuple, arg_batched: tuple):
+        self.node = node
+        self.attrs = attrs
+        self.shape = attrs["shape"]
+        self.batched = attrs["batched"]
+        self.arg_shapes = arg_shapes
+        self.arg_batched = arg_batched
+
+    def pads(self) -> tuple:
+        """`alignment` of its arguments."""
+        return alignment(self.arg_shapes, self.arg_batched)

@@ -20,7 +20,7 @@ import numpy as np
 from .errors import NndslError
 from .graph import arguments, attributes, topological_order
 from .interpreter import needed
-from .layout import alignment, pad_key
+from .layout import NodeFacts, pad_key
 from .ops import REGISTRY, class_indices
 
 BACKENDS = ("numpy", "torch")
@@ -74,24 +74,19 @@ def torch_dtype(dtype, device=None):
 
 
 # ---- lowering ------------------------------------------------------------------------------
-class Lowering:
+class Lowering(NodeFacts):
     """What an op's `torch` mapping sees for one node: its static facts, `torch`, `F`, and the
     leaves (`input()`, `parameter()`, `constant()`) as fx proxies."""
 
     def __init__(self, builder: "Builder", node, attrs: dict, arg_shapes: tuple, arg_batched: tuple):
+        super().__init__(node, attrs, arg_shapes, arg_batched)
         self.builder = builder
-        self.node = node
-        self.attrs = attrs
-        self.shape = attrs["shape"]
-        self.batched = attrs["batched"]
-        self.arg_shapes = arg_shapes
-        self.arg_batched = arg_batched
         self.torch = builder.torch
         self.F = builder.torch.nn.functional
 
     def aligned(self, *xs) -> list:
         """Operands laid out for broadcasting per sample (nndsl.layout)."""
-        return [x if not p else x[pad_key(p)] for x, p in zip(xs, alignment(self.arg_shapes, self.arg_batched))]
+        return [x if not p else x[pad_key(p)] for x, p in zip(xs, self.pads())]
 
     def input(self):
         return self.builder.placeholders[self.node]

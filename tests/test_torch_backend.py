@@ -14,21 +14,13 @@ import nndsl
 from nndsl.ops import REGISTRY
 from nndsl.torch_backend import lower
 
+from oracles import data_for
 from test_generated import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = sorted((ROOT / "models").glob("*.nn"))
 N_GENERATED = int(os.environ.get("NNDSL_GENERATED_TORCH", "60"))
 TOL = {"float64": 1e-10, "float32": 1e-5}
-
-
-def data_for(model, batch: int = 5, seed: int = 0) -> dict:
-    data = model.default_data()
-    rng = np.random.default_rng(seed)
-    for name, shape in model.input_shapes().items():
-        if name not in data:
-            data[name] = rng.normal(size=(batch,) + shape)
-    return data
 
 
 def close(ours, theirs, dtype: str, what: str):
@@ -71,7 +63,7 @@ def compare(model, params: dict, data: dict, dtype: str):
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.name)
 def test_every_model_agrees_with_numpy(path, dtype):
     model = nndsl.load(path)
-    compare(model, model.init(0), data_for(model), dtype)
+    compare(model, model.init(0), data_for(model, batch=5), dtype)
 
 
 @pytest.mark.parametrize("seed", range(N_GENERATED))

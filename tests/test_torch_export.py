@@ -15,6 +15,8 @@ import torch
 import nndsl
 from nndsl.cli import main
 
+from oracles import data_for
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = sorted((ROOT / "models").glob("*.nn"))
 
@@ -24,15 +26,6 @@ def load_module(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def data_for(model, batch: int = 4, seed: int = 0) -> dict:
-    data = model.default_data()
-    rng = np.random.default_rng(seed)
-    for name, shape in model.input_shapes().items():
-        if name not in data:
-            data[name] = rng.normal(size=(batch,) + shape)
-    return data
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -50,7 +43,7 @@ def test_exported_module_matches_the_interpreter(path, dtype, tmp_path, capsys):
     net = exported.Model()
     for name, p in net.params.items():
         np.testing.assert_array_equal(p.detach().numpy(), params[name])
-    data = data_for(model)
+    data = data_for(model, batch=4)
     feeds, _ = model.feeds(data)
     results = net(*[torch.from_numpy(feeds[model.inputs[n]]) for n in exported.INPUTS])
     expected = model.run(params, inputs=data)
