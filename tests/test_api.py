@@ -153,3 +153,23 @@ def test_hvp_and_loss_results_are_fresh():
     first["w"] += 5
     again = model.hvp(params, vector, **data)
     assert not np.array_equal(first["w"], again["w"])
+
+
+def test_results_never_share_memory_with_the_inputs_even_through_views_of_views():
+    model = nndsl.compile("input x[3]\nparam W[4, 3]\noutput first = x[0]\noutput same = x\noutput y = W x\n"
+                          "loss L = sum(W x)\n")
+    data = np.arange(12.0, dtype=np.float32).reshape(4, 3)
+    batch = data[1:3]                                  # the caller's view of its own array, fed as it is
+    params = model.init()
+    for _ in range(3):                                 # interpreted, then compiled
+        out = model.run(params, x=batch)
+        for name, value in out.items():
+            assert not np.shares_memory(value, data), name
+            assert not np.shares_memory(value, params["W"]), name
+    wide = nndsl.compile("input x[5]\nparam W[2, 5]\nloss L = sum(W x)\n")
+    p = wide.init()
+    for _ in range(3):
+        _, grads = wide.grad(p, x=np.ones((3, 5)))
+        assert grads["W"].shape == (2, 5) and grads["W"].flags.writeable
+        assert not np.shares_memory(grads["W"], p["W"])
+        np.testing.assert_allclose(grads["W"], np.full((2, 5), 1.0))
