@@ -74,7 +74,7 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list, copy: bool = True) ->
     d = RuleBuilder(builder)
     nodes = builder.nodes
     relevant = needed(graph, [objective]) & downstream(graph, wrt)
-    contributions: dict = {objective: [d.const(1.0)]}
+    contributions: dict = {objective: [builder.const(1.0)]}    # the seed: a node of its own, never a rule's 1
     result = {}
     targets = set(wrt)
     for node in reversed(topological_order(graph, relevant)):

@@ -61,7 +61,8 @@ def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
         if key in seen and "grad_of" not in attrs:    # computed already: read that instead
             redirect(graph, node, seen[key])
             continue
-        seen.setdefault(key, node)
+        if not (attrs["op"] == "const" and "grad_of" in attrs):   # the seed ∂objective/∂objective = 1
+            seen.setdefault(key, node)                          # stays apart from the rules' constants
         op = REGISTRY[attrs["op"]]
         if attrs["op"] == "broadcast_like":
             bypass_broadcast(graph, node, key[1][0])
