@@ -27,7 +27,7 @@ import numpy as np
 from .errors import NndslError
 from .optim import learning_rate
 from .torch_backend import lower, require_torch, torch_dtype
-from .training import Trainer, samples
+from .training import Trainer
 
 
 class Snapshot(Mapping):
@@ -193,19 +193,11 @@ class TorchTrainer(Trainer):
         pos.batch += 1
         return True
 
-    def evaluate(self, arrays: dict) -> tuple[float, int, int]:
-        """(mean loss, correct answers, answers) over `arrays` at the current parameters, in chunks."""
-        n = samples(arrays)
-        chunk = max(self.batch, 1024)
-        total, correct, answers = 0.0, 0, 0
+    def forward(self, part: dict) -> tuple[float, list]:
+        """The mean loss over `part` at the current parameters, and the values accuracy reads."""
         with self.torch.no_grad():
-            for start in range(0, n, chunk):
-                part = {k: v[start:start + chunk] for k, v in arrays.items()}
-                outs = self.module(*[self.tensor(part[name]) for name in self.module.input_names])
-                total += float(outs[0]) * samples(part)
-                c, a = self.count_correct([o.cpu().numpy() for o in outs[1:]])
-                correct, answers = correct + c, answers + a
-        return total / n, correct, answers
+            outs = self.module(*[self.tensor(part[name]) for name in self.module.input_names])
+        return float(outs[0]), [o.cpu().numpy() for o in outs[1:]]
 
     # ---- checkpoints: the NumPy trainer's format, the optimizer state from torch.optim --------
     def save(self, path) -> None:

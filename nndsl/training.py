@@ -254,15 +254,20 @@ class Trainer:
         total, correct, answers = 0.0, 0, 0
         for start in range(0, n, chunk):
             part = {k: v[start:start + chunk] for k, v in arrays.items()}
-            try:
-                values = execute(self.eval_plan, self.eval_graph, self.feeds(self.params, part),
-                                 indices_checked=self.validated)
-            except NndslError as err:
-                raise err.located(self.model.filename, self.model.program.source) from None
-            total += float(values[0]) * samples(part)
-            c, a = self.count_correct(values[1:])
+            loss, extra = self.forward(part)
+            total += loss * samples(part)
+            c, a = self.count_correct(extra)
             correct, answers = correct + c, answers + a
         return total / n, correct, answers
+
+    def forward(self, part: dict) -> tuple[float, list]:
+        """The mean loss over `part` at the current parameters, and the values accuracy reads."""
+        try:
+            values = execute(self.eval_plan, self.eval_graph, self.feeds(self.params, part),
+                             indices_checked=self.validated)
+        except NndslError as err:
+            raise err.located(self.model.filename, self.model.program.source) from None
+        return float(values[0]), values[1:]
 
     def count_correct(self, extra: list) -> tuple[int, int]:
         if self.accuracy_node is None:
