@@ -10,7 +10,7 @@ import pytest
 
 import nndsl
 from nndsl.interpreter import compile_plan, execute, fold, interpret
-
+from oracles import data_for
 from test_generated import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +32,7 @@ def both_ways(model, params, data):
 @pytest.mark.parametrize("path", WITH_LOSS, ids=lambda p: p.stem)
 def test_compiled_plan_equals_the_interpreter_on_every_model(path):
     model = nndsl.load(path, dtype="float64")
-    data = model.default_data()
-    rng = np.random.default_rng(0)
-    for name, shape in model.input_shapes().items():
-        data.setdefault(name, rng.normal(size=(3,) + shape))
+    data = data_for(model)
     first, compiled = both_ways(model, model.init(seed=1), data)
     for a, b in zip(first, compiled):
         np.testing.assert_array_equal(a, b)
@@ -95,10 +92,7 @@ def unsimplified_and_simplified(model, params, data):
 @pytest.mark.parametrize("path", WITH_LOSS, ids=lambda p: p.stem)
 def test_simplified_backward_graph_equals_the_plain_one_on_every_model(path):
     model = nndsl.load(path, dtype="float64")
-    data = model.default_data()
-    rng = np.random.default_rng(0)
-    for name, shape in model.input_shapes().items():
-        data.setdefault(name, rng.normal(size=(3,) + shape))
+    data = data_for(model)
     plain, simplified, before, after = unsimplified_and_simplified(model, model.init(seed=1), data)
     for a, b in zip(plain, simplified):
         np.testing.assert_allclose(np.squeeze(a), np.squeeze(b), rtol=1e-12, atol=1e-15)
