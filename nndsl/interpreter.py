@@ -38,6 +38,7 @@ class Plan:
     batch_only: frozenset = frozenset()      # steps whose value is the batch size's alone (`batch_only`)
     batch_leaf: object = None                # a batched leaf, whose feed tells the batch size
     index_checks: tuple = ()                 # (input node, class count, node reading it): checked when fed
+    computed_indices: bool = False           # some class indices are computed: the kernels check them
     quiet: bool = False                      # runs with overflow warnings off (an op that `overflows`)
 
 
@@ -53,10 +54,30 @@ def needed(graph: nx.DiGraph, targets) -> set:
     return seen
 
 
+def index_readers(graph: nx.DiGraph, nodes) -> tuple[dict, bool]:
+    """Where class indices are read (the `class_index` slot) among `nodes`: {reader: (the input
+    node holding its indices, the class count)} for indices an input holds, which can be checked
+    once as they are fed; and whether some reader's indices are computed by the model (checked
+    where they are read)."""
+    attrs_of = attributes(graph)
+    fed, computed = {}, False
+    for node in nodes:
+        rule = REGISTRY[attrs_of[node]["op"]].class_index
+        if rule is None:
+            continue
+        args = arguments(graph, node)
+        if attrs_of[args[rule[0]]]["op"] == "input":
+            fed[node] = (args[rule[0]], (attrs_of[args[rule[1]]]["shape"] or (1,))[-1])
+        else:
+            computed = True
+    return fed, computed
+
+
 def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     dtype = np.dtype(dtype)
     order = topological_order(graph, needed(graph, targets))
     slots = {node: i for i, node in enumerate(order)}
+    fed, computed_indices = index_readers(graph, order)
     nodes = attributes(graph)
     raw, constants, leaves = [], [], {}
     kernels = {}
@@ -75,12 +96,9 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
             continue
         argattrs = [nodes[a] for a in args]
         arg_shapes, arg_batched = tuple([a["shape"] for a in argattrs]), tuple([a["batched"] for a in argattrs])
-        checked = False
-        if op.class_index is not None:          # indices an input holds are checked once, when fed
-            index, count = op.class_index
-            if argattrs[index]["op"] == "input":
-                checked = True
-                index_checks.setdefault((args[index], (arg_shapes[count] or (1,))[-1]), node)
+        checked = node in fed                   # indices an input holds are checked once, when fed
+        if checked:
+            index_checks.setdefault(fed[node], node)
         # Nodes alike in everything their kernel may read share it (the layers of a deep network).
         key = (op.name, attrs["shape"], attrs["batched"], arg_shapes, arg_batched,
                tuple([attrs[a] for a in op.attrs]) if op.attrs else (), checked)
@@ -106,7 +124,8 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
     batch_leaf = next((node for node in leaves if nodes[node]["batched"]), None)
     return Plan(steps, slots, constants, leaves, target_slots, len(order),
                 frozenset(id(v) for _, v in constants), quiet=quiet, batch_only=frozenset(batch_only), batch_leaf=batch_leaf,
-                index_checks=tuple((leaf, n, node) for (leaf, n), node in index_checks.items()))
+                index_checks=tuple((leaf, n, node) for (leaf, n), node in index_checks.items()),
+                computed_indices=computed_indices)
 
 
 def execute(plan: Plan, graph: nx.DiGraph, feeds: dict, indices_checked: bool = False) -> list:

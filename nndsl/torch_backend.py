@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import NndslError
 from .graph import arguments, attributes, topological_order
-from .interpreter import needed
+from .interpreter import index_readers, needed
 from .layout import NodeFacts, pad_key
 from .ops import REGISTRY, class_indices
 
@@ -245,14 +245,10 @@ class TorchRunner:
 def check_class_indices(model, feeds: dict) -> None:
     """Class indices fed from data are checked before torch sees them, with nndsl's message."""
     graph = model.graph
-    for node, attrs in graph.nodes(data=True):
-        rule = REGISTRY[attrs["op"]].class_index
-        if rule is None:
-            continue
-        args = arguments(graph, node)
-        source = args[rule[0]]
-        if source in feeds and graph.nodes[source]["op"] == "input":
+    fed, _ = index_readers(graph, graph.nodes)
+    for source, classes in dict.fromkeys(fed.values()):
+        if source in feeds:
             try:
-                class_indices(feeds[source], graph.nodes[args[rule[1]]]["shape"][-1])
+                class_indices(feeds[source], classes)
             except FloatingPointError as err:
                 raise model.error(str(err), graph.nodes[source]["name"]) from None

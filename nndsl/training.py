@@ -226,15 +226,8 @@ class Trainer:
         """Class indices out of range are refused before the first step: checked on the data
         itself where an input holds them, else by a forward pass over all the data."""
         graph, inputs = self.eval_graph, {node: name for name, node in self.model.inputs.items()}
-        direct, computed = [], False
-        for node in self.eval_plan.slots:
-            rule = REGISTRY[graph.nodes[node]["op"]].class_index
-            if rule is not None:
-                args = arguments(graph, node)
-                if args[rule[0]] in inputs:
-                    direct.append((node, inputs[args[rule[0]]], graph.nodes[args[rule[1]]]["shape"][-1]))
-                else:
-                    computed = True
+        direct = [(node, inputs[leaf], classes) for leaf, classes, node in self.eval_plan.index_checks]
+        computed = self.eval_plan.computed_indices
         for arrays in (self.data, self.val):
             if arrays is None:
                 continue
