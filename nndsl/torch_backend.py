@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import NndslError
-from .graph import arguments, attributes, topological_order
+from .graph import arguments, attributes, span_of, topological_order
 from .interpreter import index_readers, needed
 from .layout import NodeFacts, pad_key
 from .ops import REGISTRY, class_indices
@@ -245,10 +245,14 @@ class TorchRunner:
 def check_class_indices(model, feeds: dict) -> None:
     """Class indices fed from data are checked before torch sees them, with nndsl's message."""
     graph = model.graph
-    fed, _ = index_readers(graph, graph.nodes)
-    for source, classes in dict.fromkeys(fed.values()):
+    fed, _ = index_readers(graph, topological_order(graph))
+    first = {}                                  # (input, class count) -> its first reader, located as NumPy's
+    for reader, key in fed.items():
+        first.setdefault(key, reader)
+    for (source, classes), reader in first.items():
         if source in feeds:
             try:
                 class_indices(feeds[source], classes)
             except FloatingPointError as err:
-                raise model.error(str(err), graph.nodes[source]["name"]) from None
+                raise NndslError(str(err), span_of(graph, reader), filename=model.filename,
+                                 source=model.program.source) from None

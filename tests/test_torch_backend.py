@@ -128,8 +128,11 @@ def test_class_indices_out_of_range_are_bad_input():
     data = model.default_data()
     data["k"] = data["k"].copy()
     data["k"][3] = 7
-    with pytest.raises(nndsl.NndslError, match="class index 7 is not an integer in"):
+    with pytest.raises(nndsl.NndslError, match="class index 7 is not an integer in") as on_torch:
         model.grad(None, inputs=data)
+    with pytest.raises(nndsl.NndslError) as on_numpy:      # the same message, at the same place
+        nndsl.load(ROOT / "models" / "iris.nn").grad(None, inputs=data)
+    assert on_torch.value.render() == on_numpy.value.render()
 
 
 def test_api_checks_backend_and_device():
