@@ -86,6 +86,8 @@ CASES = {
     "tie_mask": Case(lambda a, b: (a > b) + 0.5 * (a == b), ((3,), (3,)), no_grad=(0, 1)),
     "relu": Case(lambda x: np.maximum(x, 0), ((5,),), T.relu),
     "sigmoid": Case(sigmoid, ((5,),), T.sigmoid),
+    "sigmoid_grad": Case(lambda x: sigmoid(x) * (1 - sigmoid(x)), ((5,),),
+                         lambda x: T.sigmoid(x) * (1 - T.sigmoid(x))),
     "tanh": Case(np.tanh, ((5,),), T.tanh),
     "step": Case(lambda x: (x > 0).astype(float), ((5,),), lambda x: (x > 0).to(x.dtype), no_grad=(0,)),
     "sign": Case(np.sign, ((5,),), T.sign, no_grad=(0,)),

@@ -11,7 +11,7 @@ import torch
 from nndsl.autodiff import batch_mean, differentiate
 from nndsl.graph import GraphBuilder
 from nndsl.interpreter import execute, schedule
-from nndsl.ops import REGISTRY, KernelInfo, sparse_ce_logits_fwd
+from nndsl.ops import REGISTRY, KernelInfo, kernel, sparse_ce_logits_fwd
 
 from oracles import CASES, LEAVES, sample
 
@@ -320,3 +320,35 @@ def test_log_softmax_and_sparse_cross_entropy_with_ties_in_float32(rows):
     info = KernelInfo((), True, ((3,), ()), (True, True), {}, np.dtype(np.float32))
     k = np.array([0.0, 0.0])
     np.testing.assert_allclose(sparse_ce_logits_fwd(info, z.astype(np.float32), k), -reference[:, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("opname", ["max", "min", "relu"])
+@pytest.mark.parametrize("shape", [(7,), (32, 32), (128, 256), (3, 128, 128), (5, 3, 4097), (300, 1000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_against_a_scalar_equal_numpy(opname, shape, dtype):
+    """max(c, z), max(z, c), min and relu read a scalar from a row of its copies once z has 1024
+    elements or more (NumPy is several times slower against a scalar): the values must be
+    NumPy's own, bit for bit, for every size (a part of the row, whole rows, rows and a rest),
+    for strided z, and for constants that are NaN, -0.0 or infinite."""
+    rng = np.random.default_rng(len(shape))
+    z = rng.standard_normal(shape).astype(dtype)
+    z.reshape(-1)[::97] = 0.0
+    z.reshape(-1)[::101] = np.nan
+    z.reshape(-1)[::103] = -np.inf
+    ufunc = {"max": np.maximum, "min": np.minimum, "relu": np.maximum}[opname]
+    constants = [0.0] if opname == "relu" else [0.0, -0.0, 0.5, np.nan, np.inf]
+    for c in constants:
+        c = np.asarray(c, dtype)
+        for x in (z, z[..., ::2]):
+            expected = ufunc(x, c)
+            if opname == "relu":
+                fn = kernel(REGISTRY["relu"], KernelInfo(x.shape[1:], True, (x.shape[1:],), (True,), {}, np.dtype(dtype)))
+                got = [fn(x)]
+            else:
+                op = REGISTRY[opname]
+                left = kernel(op, KernelInfo(x.shape[1:], True, ((), x.shape[1:]), (False, True), {}, np.dtype(dtype)))
+                right = kernel(op, KernelInfo(x.shape[1:], True, (x.shape[1:], ()), (True, False), {}, np.dtype(dtype)))
+                got = [left(c, x), right(x, c)]
+            for value in got:
+                assert value.dtype == dtype and value.shape == x.shape
+                np.testing.assert_array_equal(value, expected)
