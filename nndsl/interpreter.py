@@ -13,6 +13,8 @@ nothing from a model file is ever part of it.
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 
 import networkx as nx
@@ -146,10 +148,19 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict, indices_checked: bool = 
     return run(plan, graph, feeds)
 
 
+def quiet(*plans: Plan):
+    """The overflow setting plans holding an `overflows` op run under (σ(−1000) is 0, without a
+    warning), for a caller that runs them many times through `run` (the trainer's loop)."""
+    return np.errstate(over="ignore") if any(plan.quiet for plan in plans) else contextlib.nullcontext()
+
+
 VARIANTS = 8          # compiled variants of a plan, one per batch size (an epoch's last batch is smaller)
 
 
-def run(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
+def run(plan: Plan, graph: nx.DiGraph, feeds: dict, own: int | None = None) -> list:
+    """The plan's targets, of which the first `own` (all by default) are arrays no one else holds
+    (`owned`); the caller reads the rest without keeping or changing them. `execute` without
+    the index checks and the overflow setting."""
     plan.runs += 1
     if plan.runs > 1:
         batch = feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None
@@ -161,9 +172,13 @@ def run(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
         if variant is not None:
             fn, constant_ids = variant
             try:
-                return owned(fn(feeds), constant_ids, feeds)
+                values = fn(feeds)
             except FloatingPointError:
                 pass
+            else:
+                if own is None:
+                    return owned(values, constant_ids, feeds)
+                return owned(values[:own], constant_ids, feeds) + values[own:]
     return interpret(plan, graph, feeds)
 
 

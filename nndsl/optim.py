@@ -100,9 +100,10 @@ def descend(p, direction, lr: float, scratch: bool):
     """p − lr · direction, as a new array. When `direction` is scratch (no one else holds it) the
     result is written into it: (−lr · d) + p rounds exactly as p − lr · d does, and saves an
     allocation on every step."""
-    if scratch and isinstance(direction, np.ndarray) and direction.ndim and direction.dtype == p.dtype:
-        np.multiply(direction, -lr, out=direction)
-        return np.add(direction, p, out=direction)
+    if scratch and type(direction) is np.ndarray and direction.dtype == p.dtype and direction.shape == p.shape:
+        direction *= -lr                        # in-place operators: cheaper calls than out=
+        direction += p
+        return direction
     return np.asarray(p - lr * direction)        # 0-d stays an array, not a NumPy scalar
 
 

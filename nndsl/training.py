@@ -24,7 +24,7 @@ import numpy as np
 from .errors import NndslError, file_error
 from .files import write_atomic
 from .graph import arguments, span_of
-from .interpreter import all_values, execute, first_nonfinite
+from .interpreter import all_values, execute, first_nonfinite, quiet, run
 from .model import check_memory
 from .ops import REGISTRY, class_indices
 from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate
@@ -273,7 +273,8 @@ class Trainer:
         """Trains until a stopping rule fires. `on_epoch(row)` is called after every epoch; with a
         `checkpoint` path, a checkpoint is written every `checkpoint_every` epochs and when the run
         ends, interrupted or not (but not after a non-finite loss)."""
-        with Interrupt() as interrupt:
+        # One overflow setting for the whole loop, not one per step (`interpreter.quiet`).
+        with Interrupt() as interrupt, quiet(self.step_plan, self.eval_plan):
             self.epochs(interrupt, on_epoch, checkpoint, checkpoint_every)
         if checkpoint is not None and self.history.stopped != "nonfinite":
             self.save(checkpoint)
@@ -331,7 +332,9 @@ class Trainer:
         else:
             index = order[lo:hi]
             batch = {k: v[index] for k, v in self.data.items()}
-        values = execute(self.step_plan, self.graph, self.feeds(self.params, batch), indices_checked=True)
+        # Indices were checked with the data, the overflow setting is the loop's (`run`), and the
+        # values accuracy reads are only read: only the loss and the gradients need to be owned.
+        values = run(self.step_plan, self.graph, self.feeds(self.params, batch), own=1 + len(self.names))
         loss = float(values[0])
         if not math.isfinite(loss):
             self.nonfinite(loss, batch)

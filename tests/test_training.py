@@ -575,3 +575,20 @@ def test_docs_describe_every_optimizer_schedule_and_setting():
             + [f"| `{k.name}` | `{k.flag}` | {k.doc} |" for k in KEYS.values()])
     missing = [row for row in rows if row not in text.splitlines()]
     assert not missing, "docs/training.md is out of date:\n" + "\n".join(missing)
+
+
+def test_training_a_saturating_sigmoid_warns_nothing_and_leaves_the_callers_arrays_and_settings_alone():
+    """The trainer sets NumPy's overflow setting once for its loop (σ(−1000) is 0 without a
+    warning) and gives it back; the values accuracy reads are not copied, and not written."""
+    import warnings
+    model = nndsl.compile("input x\ninput t\nparam w = 1\nparam b = 0\nu = σ(w x + b)\nloss L = (u - t)^2\n")
+    x = np.array([-1e4, -100.0, 0.0, 100.0, 1e4], np.float32)
+    t = np.array([0.0, 0.0, 1.0, 1.0, 1.0], np.float32)
+    data = {"x": x.copy(), "t": t.copy()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trained, history = model.train({"w": np.float32(1.0), "b": np.float32(0.0)}, **data, epochs=5, batch=5, lr=0.1)
+    assert np.geterr()["over"] == "warn"
+    np.testing.assert_array_equal(data["x"], x)
+    np.testing.assert_array_equal(data["t"], t)
+    assert len(history["loss"]) == 5 and all(np.isfinite(history["loss"]))
