@@ -130,12 +130,16 @@ def schedule(graph: nx.DiGraph, targets: list, dtype=np.float32) -> Plan:
                 computed_indices=computed_indices)
 
 
-def execute(plan: Plan, graph: nx.DiGraph, feeds: dict, indices_checked: bool = False) -> list:
+ALL = slice(None)
+
+
+def execute(plan: Plan, graph: nx.DiGraph, feeds: dict, indices_checked: bool = False, own: slice = ALL) -> list:
     """Runs the plan; `feeds` maps every leaf node of the plan to its array. The first run
     interprets the steps; later runs call the compiled plan (an error there is found again by
     interpreting, which knows the step, and so the node and its source line). Class indices that
     inputs hold are checked first, once each, unless the caller has (`indices_checked`: the
-    trainer checks its data once, before the first step)."""
+    trainer checks its data once, before the first step). The targets `own` selects are arrays
+    no one else holds (`owned`); the caller only reads the others (a loss it turns into a float)."""
     if plan.index_checks and not indices_checked:
         for leaf, n, node in plan.index_checks:
             try:
@@ -144,8 +148,8 @@ def execute(plan: Plan, graph: nx.DiGraph, feeds: dict, indices_checked: bool = 
                 raise NndslError(str(err), span_of(graph, node)) from None
     if plan.quiet:
         with np.errstate(over="ignore"):
-            return run(plan, graph, feeds)
-    return run(plan, graph, feeds)
+            return run(plan, graph, feeds, own)
+    return run(plan, graph, feeds, own)
 
 
 def quiet(*plans: Plan):
@@ -157,10 +161,8 @@ def quiet(*plans: Plan):
 VARIANTS = 8          # compiled variants of a plan, one per batch size (an epoch's last batch is smaller)
 
 
-def run(plan: Plan, graph: nx.DiGraph, feeds: dict, own: int | None = None) -> list:
-    """The plan's targets, of which the first `own` (all by default) are arrays no one else holds
-    (`owned`); the caller reads the rest without keeping or changing them. `execute` without
-    the index checks and the overflow setting."""
+def run(plan: Plan, graph: nx.DiGraph, feeds: dict, own: slice = ALL) -> list:
+    """`execute` without the index checks and the overflow setting."""
     plan.runs += 1
     if plan.runs > 1:
         batch = feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None
@@ -172,13 +174,9 @@ def run(plan: Plan, graph: nx.DiGraph, feeds: dict, own: int | None = None) -> l
         if variant is not None:
             fn, constant_ids = variant
             try:
-                values = fn(feeds)
+                return owned(fn(feeds), constant_ids, feeds, own)
             except FloatingPointError:
                 pass
-            else:
-                if own is None:
-                    return owned(values, constant_ids, feeds)
-                return owned(values[:own], constant_ids, feeds) + values[own:]
     return interpret(plan, graph, feeds)
 
 
@@ -270,24 +268,21 @@ def interpret(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
     return owned([env[t] for t in plan.targets], plan.constant_ids, feeds)
 
 
-def owned(values: list, constant_ids: frozenset, feeds: dict) -> list:
-    """The values, each an array no one else holds: a constant the plan keeps, an array the
-    caller fed in, a view of either (transpose, broadcast) or a value returned twice is copied;
-    a NumPy scalar becomes a 0-d array."""
+def owned(values: list, constant_ids: frozenset, feeds: dict, own: slice = ALL) -> list:
+    """The values, those `own` selects each an array no one else holds: a constant the plan
+    keeps, an array the caller fed in, a view of either (transpose, broadcast) or a value
+    returned twice is copied; a NumPy scalar becomes a 0-d array. The list is changed in place."""
     taken = set(map(id, feeds.values()))         # the caller's arrays, then those already returned
-    out = []
-    for v in values:
+    for j in range(*own.indices(len(values))):
+        v = values[j]
         if type(v) is not np.ndarray:              # a NumPy scalar from a reduction: a 0-d array
-            v = np.asarray(v)
-        else:
-            # An array that owns its memory and is no constant, feed or earlier result is new:
-            # read-only arrays are views (np.broadcast_to), constants or the caller's.
-            i = id(v)
-            if v.base is not None or i in constant_ids or i in taken:
-                v = v.copy()
+            values[j] = v = np.asarray(v)
+        # An array that owns its memory and is no constant, feed or earlier result is new:
+        # read-only arrays are views (np.broadcast_to), constants or the caller's.
+        elif v.base is not None or id(v) in constant_ids or id(v) in taken:
+            values[j] = v = v.copy()
         taken.add(id(v))
-        out.append(v)
-    return out
+    return values
 
 
 def all_values(graph: nx.DiGraph, nodes, feeds: dict, dtype) -> dict:

@@ -18,7 +18,7 @@ from .data import parse_value, read_data_file
 from .errors import NndslError, closest, file_error
 from .graph import GraphBuilder, span_of
 from .initializers import draw, parse_init
-from .interpreter import all_values, execute, first_nonfinite, needed, schedule
+from .interpreter import ALL, all_values, execute, first_nonfinite, needed, schedule
 from .lower import lower
 from .ops import fmt_shape
 from .parser import parse, read_source
@@ -152,6 +152,8 @@ def load(path, dims: dict | None = None, *, dtype="float32", backend: str = "num
     source = read_source(path)
     return compile(source, dims, filename=str(path), dtype=dtype, backend=backend, device=device)
 
+
+AFTER_LOSS = slice(1, None)          # grad's targets: the loss (read as a float), then the gradients (owned)
 
 class Model:
     """A compiled network. `graph` is its networkx.DiGraph; arrays are exchanged as dicts by name."""
@@ -351,9 +353,11 @@ class Model:
         """The input nodes the loss depends on."""
         return {n for n in needed(self.graph, [self.lowered.loss[1]]) if self.graph.nodes[n]["op"] == "input"}
 
-    def evaluate(self, key, graph, targets: list, params: dict | None, data: dict, extra: dict | None = None) -> list:
+    def evaluate(self, key, graph, targets: list, params: dict | None, data: dict, extra: dict | None = None,
+                 own: slice = ALL) -> list:
         """Values of `targets` in `graph` (plan cached under `key`): parameters and data checked,
-        and a single sample's results without the batch axis. `extra` feeds further leaves."""
+        and a single sample's results without the batch axis. `extra` feeds further leaves. The
+        targets `own` selects are arrays no one else holds (`interpreter.owned`)."""
         plan = self._plans.get(key) or self.plan(key, graph, targets)
         # The guard: arrays of exactly the kinds, dtypes and shapes already checked for this plan
         # go straight in (no copies, no checks); anything else takes the full checks below.
@@ -381,7 +385,7 @@ class Model:
         if extra:
             feeds.update(extra)
         try:
-            values = execute(plan, graph, feeds)
+            values = execute(plan, graph, feeds, own=own)
         except NndslError as err:
             raise err.located(self.filename, self.program.source) from None
         if single:
@@ -496,7 +500,7 @@ class Model:
             graph, objective, grads = self.gradient_graph(wrt)
             call = self._grad_calls[wrt] = (("grad", wrt), graph, [objective, *grads.values()], tuple(grads))
         key, graph, targets, names = call
-        loss, *values = self.evaluate(key, graph, targets, params, data)
+        loss, *values = self.evaluate(key, graph, targets, params, data, own=AFTER_LOSS)     # the loss: a float
         return float(loss), dict(zip(names, values))
 
     def hvp(self, params: dict | None, vector: dict, /, *, inputs: dict | None = None, **keywords) -> dict:
@@ -576,7 +580,6 @@ def merge_inputs(inputs: dict | None, keywords: dict) -> dict:
     return merged
 
 
-
 class Guard:
     """What passed the full checks once, as it was: parameters and data, each a NumPy array of a
     dtype and shape, each fed as it is (nothing was converted). `feeds` gives the feeds of
@@ -584,7 +587,9 @@ class Guard:
     numbers, other array types, other names, dtypes or shapes), which then takes the checks."""
 
     def __init__(self, params: list, data: list):
-        self.params, self.data = params, data          # [(name, node, dtype, shape)]
+        self.sizes = (len(params), len(data))
+        # (0 for a parameter or 1 for data, name, node, dtype, shape), in one list: the hot loop
+        self.entries = [(0, *entry) for entry in params] + [(1, *entry) for entry in data]
 
     @classmethod
     def of(cls, model: Model, params, data: dict, feeds: dict):
@@ -602,13 +607,13 @@ class Guard:
         return cls(*expected)
 
     def feeds(self, params: dict | None, data: dict) -> dict | None:
-        if params is None or len(params) != len(self.params) or len(data) != len(self.data):
+        if params is None or (len(params), len(data)) != self.sizes:
             return None
         feeds = {}
-        for arrays, expected in ((params, self.params), (data, self.data)):
-            for name, node, dtype, shape in expected:
-                value = arrays.get(name)
-                if type(value) is not np.ndarray or value.shape != shape or value.dtype != dtype:
-                    return None
-                feeds[node] = value
+        sources = (params, data)
+        for source, name, node, dtype, shape in self.entries:
+            value = sources[source].get(name)
+            if type(value) is not np.ndarray or value.shape != shape or (value.dtype is not dtype and value.dtype != dtype):
+                return None
+            feeds[node] = value
         return feeds

@@ -333,8 +333,8 @@ class Trainer:
             index = order[lo:hi]
             batch = {k: v[index] for k, v in self.data.items()}
         # Indices were checked with the data, the overflow setting is the loop's (`run`), and the
-        # values accuracy reads are only read: only the loss and the gradients need to be owned.
-        values = run(self.step_plan, self.graph, self.feeds(self.params, batch), own=1 + len(self.names))
+        # loss and the values accuracy reads are only read: only the gradients need to be owned.
+        values = run(self.step_plan, self.graph, self.feeds(self.params, batch), slice(1, 1 + len(self.names)))
         loss = float(values[0])
         if not math.isfinite(loss):
             self.nonfinite(loss, batch)

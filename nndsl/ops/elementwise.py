@@ -221,17 +221,27 @@ defop("relu", arity=1, shape=same, forward=lambda x: np.maximum(x, 0), elementwi
       torch=lambda t, x: x.relu())
 
 
-def sigmoid_fwd(x):
+def make_sigmoid(one):
     """1 / (1 + exp(-x)), good to a few ulps everywhere (exp(-logaddexp(0, -x)) would round the
     exponent first). Below about -88 in float32 (-709 in float64) exp(-x) overflows to inf and the
     result is 0, the correctly rounded value but for subnormals: the op is `overflows`, so plans
-    holding it run without overflow warnings."""
-    e = np.exp(-x)
-    e += 1                              # in place, but for a NumPy scalar
-    return np.reciprocal(e, out=e) if type(e) is np.ndarray else 1 / e
+    holding it run without overflow warnings. `one` is 1 in the kernel's dtype (a NumPy scalar
+    of the dtype, and `out` given by position, make the calls on small arrays cheaper)."""
+    def sigmoid(x):
+        e = np.negative(x)
+        if type(e) is not np.ndarray:               # a NumPy scalar
+            return one / (one + np.exp(e))
+        np.exp(e, e)
+        e += one
+        return np.reciprocal(e, e)
+    return sigmoid
+
+
+sigmoid_fwd = make_sigmoid(1.0)
 
 
 defop("sigmoid", arity=1, shape=same, forward=sigmoid_fwd, elementwise=True, aliases=("σ",), overflows=True,
+      kernel_factory=lambda info: make_sigmoid(info.dtype.type(1)),
       onnx=onnx_same("Sigmoid"),
       doc="logistic sigmoid, from the reals to (0, 1)",
       signature="sigmoid(z)", formula="1 / (1 + e^(−z)); 0 where e^(−z) overflows (z below about −88 in float32), without a warning",
@@ -241,18 +251,24 @@ defop("sigmoid", arity=1, shape=same, forward=sigmoid_fwd, elementwise=True, ali
       torch=lambda t, x: x.sigmoid())
 
 
-def sigmoid_grad_fwd(x):
+def make_sigmoid_grad(one, half):
     """σ'(z) = σ(z) σ(−z) = 1 / (2 + 2 cosh z): three NumPy calls, good to a couple of ulps, and
     0 without a warning where cosh overflows (|z| above about 89 in float32), as σ'(z) is there
-    but for subnormals."""
-    c = np.cosh(x)
-    if type(c) is not np.ndarray:           # a NumPy scalar
-        return 0.5 / (1 + c)
-    c += 1
-    return np.divide(0.5, c, out=c)
+    but for subnormals. `one` and `half` in the kernel's dtype, as for `make_sigmoid`."""
+    def sigmoid_grad(x):
+        c = np.cosh(x)
+        if type(c) is not np.ndarray:               # a NumPy scalar
+            return half / (one + c)
+        c += one
+        return np.divide(half, c, c)
+    return sigmoid_grad
+
+
+sigmoid_grad_fwd = make_sigmoid_grad(1.0, 0.5)
 
 
 defop("sigmoid_grad", arity=1, shape=same, forward=sigmoid_grad_fwd, elementwise=True, callable=False, overflows=True,
+      kernel_factory=lambda info: make_sigmoid_grad(info.dtype.type(1), info.dtype.type(0.5)),
       onnx=lambda e, x: e("Div", e.const(0.5), e("Add", e.const(1.0), e("Cosh", x))),
       doc="the sigmoid's derivative, made by the differentiator",
       signature="internal: made by the differentiator (the gradient of σ)",

@@ -22,19 +22,13 @@ def sum_to_kernel(info: KernelInfo):
     if info.arg_batched[0] and not info.batched:
         axes = (0,) + axes
         offset = 0
-    else:
-        offset = offset
     kept = tuple(offset + i for i, (s, d) in enumerate(zip(src[lead:], dst)) if d == 1 and s != 1)
-    if not axes and not kept:
-        return lambda x: x
-
-    def fn(x):
-        if axes:
-            x = np.add.reduce(x, axis=axes)
-        if kept:
-            x = np.add.reduce(x, axis=kept, keepdims=True)
-        return x
-    return fn
+    reduce = np.add.reduce
+    if not kept:
+        return (lambda x: reduce(x, axes)) if axes else (lambda x: x)
+    if not axes:
+        return lambda x: reduce(x, kept, None, None, True)        # keepdims, by position
+    return lambda x: reduce(reduce(x, axes), kept, None, None, True)
 
 
 def subscripts_of(text: str) -> tuple:
