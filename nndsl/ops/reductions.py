@@ -12,9 +12,26 @@ import numpy as np
 from .core import at_least_vector, ATOM, call, defop, Form, latex_call, onnx_same, paren, per_sample_axes, Printed, py_axes, scalar, Shape
 
 
+_ones: dict = {}
+
+
+def row_sums(e):
+    """Σ along the last axis, keeping it (size 1). Over a short last axis (a few classes), NumPy's
+    reduction costs several times a matrix-vector product with ones, which sums the same terms
+    (in another order: both are good to a few ulps)."""
+    n = e.shape[-1]
+    if n > 256 or e.dtype.kind != "f" or type(e) is not np.ndarray:
+        return np.add.reduce(e, axis=-1, keepdims=True)
+    key = (n, e.dtype)
+    ones = _ones.get(key)
+    if ones is None:
+        ones = _ones[key] = np.ones(n, e.dtype)
+    return np.dot(e, ones)[..., None]
+
+
 def softmax_fwd(info, x):
     e = np.exp(x - np.maximum.reduce(x, axis=-1, keepdims=True))
-    return e / np.add.reduce(e, axis=-1, keepdims=True)
+    return e / row_sums(e)
 
 
 def shifted_logsumexp(x):
@@ -27,7 +44,7 @@ def shifted_logsumexp(x):
     e = np.exp(shifted)
     if np.count_nonzero(top) * shifted.shape[-1] == shifted.size:     # one largest element a row
         e -= top                                                     # its exp(0) = 1 taken out
-        return shifted, np.log1p(np.add.reduce(e, axis=-1, keepdims=True))
+        return shifted, np.log1p(row_sums(e))
     rest = np.add.reduce(np.where(top, 0, e), axis=-1, keepdims=True)
     ties = np.add.reduce(top, axis=-1, keepdims=True, dtype=shifted.dtype) - 1
     return shifted, np.log1p(rest + ties)
