@@ -54,6 +54,10 @@ class RuleBuilder:
     def shape(self, node) -> tuple:
         return self.builder.nodes[node]["shape"]
 
+    def args(self, node) -> list:
+        """The arguments of a node (a gradient node a rule reads, say)."""
+        return arguments(self.builder.graph, node)
+
 
 def batch_mean(builder: GraphBuilder, loss):
     """The training objective: the per-sample loss averaged over the batch."""

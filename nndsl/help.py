@@ -158,8 +158,10 @@ def stable_words(op: Op) -> list:
     for outer in REGISTRY.values():
         rest = "".join(f", {a}" for a in argument_names(outer)[1:])
         for inner, fused in outer.stable.items():
-            if op.name in (outer.name, inner, fused):
-                lines.append(f"{outer.name}({inner}(z){rest}) is computed as {fused}(z{rest}): "
+            made, fused = fused if isinstance(fused, tuple) else (None, fused)   # (producer's op, op)
+            if op.name in (outer.name, inner, fused, made):
+                argument = f"{made}(z)" if made else "z"
+                lines.append(f"{outer.name}({inner}(z){rest}) is computed as {fused}({argument}{rest}): "
                              f"{REGISTRY[fused].formula}")
     return lines or ["none"]
 

@@ -2,7 +2,9 @@
 
 `rewrite_stable`: an op's registry entry lists, in `stable`, which producer of its first argument
 it fuses with: `bce(sigmoid(z), t)` becomes `bce_logits(z, t)`, `log(softmax(z))` becomes
-`log_softmax(z)`, and so on. The producer stays in the graph only while something else reads it.
+`log_softmax(z)`, and so on; an entry (producer's op, op) makes the producer another function of
+its argument: `sparse_cross_entropy(softmax(z), k)` becomes `nll(log_softmax(z), k)`, whose
+gradient reads that log_softmax. The producer stays in the graph only while something else reads it.
 
 `simplify_backward`: what the gradient rules write generically and a hand-written step would not
 compute: a value computed already (a common subexpression: the sigmoid a fused loss's gradient
@@ -15,7 +17,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .graph import arguments, attributes, topological_order
+from .graph import GraphBuilder, arguments, attributes, topological_order
 from .interpreter import needed
 from .ops import REGISTRY
 
@@ -34,6 +36,13 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
         if fused_op is None:
             continue
         (z,) = arguments(graph, inner)
+        if isinstance(fused_op, tuple):         # (producer's op, op): the op reads another function of z
+            inner_op, fused_op = fused_op
+            z = converted(graph, inner, inner_op) if inner == args[0] else None
+            if z is None:
+                inner_attrs = graph.nodes[inner]
+                z = GraphBuilder(graph).add(inner_op, *arguments(graph, inner), span=inner_attrs["span"],
+                                            scope=inner_attrs["scope"], call=inner_attrs["call"])
         for a in set(args):
             graph.remove_edge(a, node)
         for pos, a in enumerate([z] + args[1:]):
@@ -45,6 +54,16 @@ def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
         if graph.out_degree(args[0]) == 0 and graph.nodes[args[0]]["name"] is None:
             graph.remove_node(args[0])
     return graph
+
+
+def converted(graph: nx.DiGraph, node, op: str):
+    """`node` itself made an `op` of the same arguments, if nothing else reads it and it has no
+    name (a value the program names keeps its op); else None."""
+    attrs = graph.nodes[node]
+    if graph.out_degree(node) != 1 or attrs["name"] is not None:
+        return None
+    attrs["op"] = op
+    return node
 
 
 def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:

@@ -53,7 +53,7 @@ N_PROGRAMS = int(os.environ.get("NNDSL_GENERATED", "300"))
 F64 = torch.float64
 RTOL = 1e-7
 KINK = 1e-7                   # arguments this close to a kink, but not on it, are drawn again
-LOSSES = ["mse", "mae", "bce", "cross_entropy", "sparse_cross_entropy", "hinge", "squared_hinge", "perceptron"]
+LOSSES = ["mse", "mae", "bce", "cross_entropy", "sparse_cross_entropy", "nll", "hinge", "squared_hinge", "perceptron"]
 
 
 # ---- the generator's syntax tree: text and meaning side by side --------------------------
@@ -185,6 +185,7 @@ BUILTINS = {
     "cross_entropy": guarded(lambda g, p, t: g.positive(p, "cross_entropy"), cross_entropy),
     "sparse_cross_entropy": guarded(lambda g, p, k: g.positive(p, "sparse_cross_entropy"),
                                     lambda p, k: -torch.log(p[int(k)])),
+    "nll": guarded(no_check, lambda lp, k: -lp[int(k)]),
     "hinge": guarded(lambda g, y, t: g.kink(1 - t * y, "hinge"),
                      pairwise(lambda y, t: torch.clamp(1 - t * y, min=0))),
     "squared_hinge": guarded(lambda g, y, t: g.kink(1 - t * y, "squared_hinge"),
@@ -610,6 +611,11 @@ class Generator:
             p = self.distribution(shape, depth)
             y = self.named(p, "p") if self.chance(0.4) else p
             t = self.target(shape[-1:] if self.chance(0.3) else shape, self.rng.choice(["soft", "onehot"]))
+        elif loss == "nll":                                 # log-probabilities, mostly; any scores will do
+            n = self.size()
+            lp = self.gen((n,), depth)
+            y = self.call("log_softmax", lp, shape=(n,)) if self.chance(0.7) else lp
+            t = self.new_input((), f"index{n}", prefix="k")
         else:
             n = self.size()
             p = self.distribution((n,), depth)

@@ -234,7 +234,7 @@ def test_class_index_out_of_range_is_a_located_error():
 @pytest.mark.parametrize("source, fused", [
     ("input z[3]\ninput t[3]\nloss L = bce(sigmoid(z), t)\n", "bce_logits"),
     ("input z[3]\ninput t[3]\nloss L = cross_entropy(softmax(z), t)\n", "cross_entropy_logits"),
-    ("input z[3]\ninput k\nloss L = sparse_cross_entropy(softmax(z), k)\n", "sparse_cross_entropy_logits"),
+    ("input z[3]\ninput k\nloss L = sparse_cross_entropy(softmax(z), k)\n", "nll"),
     ("input z[3]\ny = log(softmax(z))\n", "log_softmax"),
     ("input z[3]\ny = log(σ(z))\n", "log_sigmoid"),
 ])
@@ -250,6 +250,60 @@ def test_rewrite_keeps_a_producer_that_is_still_used():
     assert "sigmoid" in ops and "bce_logits" in ops
     out = m.run(None, z=1e4, t=0.0)
     assert out["p"] == 1.0 and out["L"] == pytest.approx(1e4)
+
+
+def cross_entropy_by_torch(W, x, k, extra=None):
+    """The batch-mean of -log_softmax(W x)[k] (+ extra(log_softmax)) and its gradient in W, by torch."""
+    import torch
+    Wt = torch.tensor(W, requires_grad=True)
+    lp = torch.log_softmax(torch.tensor(x) @ Wt.T, -1)
+    loss = torch.nn.functional.nll_loss(lp, torch.tensor(k).long())
+    if extra is not None:
+        loss = loss + extra(lp)
+    loss.backward()
+    return loss.item(), Wt.grad.numpy()
+
+
+def test_the_sparse_cross_entropy_gradient_reads_the_forward_log_softmax():
+    """sparse_cross_entropy(softmax(z), k) is nll(log_softmax(z), k); its gradient is one op,
+    exp(lp) − onehot(k), reading the forward pass's log_softmax: no softmax is computed again."""
+    m = nndsl.compile("input x[3]\ninput k\nparam W[4, 3]\nloss L = sparse_cross_entropy(softmax(W x), k)\n",
+                      dtype="float64")
+    rng = np.random.default_rng(0)
+    W, x, k = rng.standard_normal((4, 3)), rng.standard_normal((6, 3)), np.array([0.0, 1, 2, 3, 3, 1])
+    loss, grads = m.grad({"W": W}, x=x, k=k)
+    graph = m._grad_graphs[("W",)][0]
+    ops = {n: d["op"] for n, d in graph.nodes(data=True)}
+    (lp,) = [n for n, op in ops.items() if op == "log_softmax"]
+    (fused,) = [n for n, op in ops.items() if op == "nll_log_softmax_grad"]
+    assert graph.nodes[lp]["role"] == "forward" and lp in graph.pred[fused]
+    assert not {"softmax", "exp", "sum_last", "nll_grad"} & set(ops.values())
+    expected_loss, expected = cross_entropy_by_torch(W, x, k)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(grads["W"], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("source, extra", [
+    # the softmax is an output too: it stays, and a log_softmax is added for the loss
+    ("input x[3]\ninput k\nparam W[4, 3]\noutput p = softmax(W x)\nloss L = sparse_cross_entropy(p, k)\n", None),
+    # the log_softmax is read twice: its gradient is the general rule's, of the two summed
+    ("input x[3]\ninput k\nparam W[4, 3]\nlp = log_softmax(W x)\nloss L = nll(lp, k) + 0.5 * sum(lp)\n",
+     lambda lp: 0.5 * lp.sum(-1).mean()),
+])
+def test_nll_of_a_log_softmax_read_elsewhere(source, extra):
+    m = nndsl.compile(source, dtype="float64")
+    rng = np.random.default_rng(1)
+    W, x, k = rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), np.array([3.0, 1, 0, 2, 2])
+    loss, grads = m.grad({"W": W}, x=x, k=k)
+    expected_loss, expected = cross_entropy_by_torch(W, x, k, extra)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(grads["W"], expected, rtol=1e-12)
+    ops = [d["op"] for _, d in m.graph.nodes(data=True)]
+    assert "nll" in ops and ops.count("log_softmax") == 1
+    if extra is None:
+        assert "softmax" in ops
+        out = m.run({"W": W}, x=x, k=k)
+        np.testing.assert_allclose(out["p"].sum(-1), 1.0)
 
 
 # ---- initialisation ------------------------------------------------------------------------

@@ -63,8 +63,9 @@ LOSSES = {
                              lambda z, t: over_classes(lambda q, t: -t * q)(torch.log_softmax(z, -1), t), CLASS_SHAPES),
     "sparse_cross_entropy": ("sparse_cross_entropy(y, t)", "prob", "index",
                              lambda p, k: -torch.log(p[int(k)]), SPARSE_SHAPES),
-    "sparse_cross_entropy_logits": ("sparse_cross_entropy(softmax(y), t)", "normal", "index",
-                                    lambda z, k: -torch.log_softmax(z, -1)[int(k)], SPARSE_SHAPES),
+    "nll": ("nll(y, t)", "normal", "index", lambda lp, k: -lp[int(k)], SPARSE_SHAPES),
+    "nll_log_softmax": ("sparse_cross_entropy(softmax(y), t)", "normal", "index",
+                        lambda z, k: -torch.log_softmax(z, -1)[int(k)], SPARSE_SHAPES),
 }
 # Which operand is an input (batched) and which a parameter (never batched).
 LAYOUTS = [("input", "input"), ("input", "param"), ("param", "input"), ("param", "param")]

@@ -35,8 +35,7 @@ from .core import (ALIASES, ATOM, REGISTRY, Form, KernelInfo, Op, Printed, Shape
                    fmt_shape, kernel, lookup, paren, per_sample_axes, py_aligned, user_functions)
 from . import elementwise, linalg, reductions, plumbing, losses  # noqa: E402,F401  registers them, in this order
 from .plumbing import class_indices, subscripts_text
-from .losses import sparse_ce_logits_fwd
 
 __all__ = ["ALIASES", "ATOM", "REGISTRY", "Form", "KernelInfo", "Op", "Printed", "Shape", "ShapeError", "aligned",
            "broadcast", "class_indices", "fmt_shape", "kernel", "lookup", "paren", "per_sample_axes", "py_aligned",
-           "sparse_ce_logits_fwd", "subscripts_text", "user_functions"]
+           "subscripts_text", "user_functions"]

@@ -12,9 +12,9 @@ from math import prod
 
 import numpy as np
 
-from .core import aligned, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, REGISTRY, Shape, ShapeError
+from .core import aligned, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, Shape, ShapeError
 from .elementwise import onnx_step
-from .reductions import log_softmax_fwd, shifted_logsumexp, softmax_fwd
+from .reductions import log_softmax_fwd
 from .plumbing import indices, onnx_class_mask
 
 
@@ -324,7 +324,7 @@ def sparse_ce_fwd(info, p, k):
 
 defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
       onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
-      stable={"softmax": "sparse_cross_entropy_logits"},
+      stable={"softmax": ("log_softmax", "nll")},
       doc="cross entropy of class probabilities p of shape [n] against a class index k",
       signature="sparse_cross_entropy(p, k)", formula="−log p[k], log clamped at −100; k an integer in [0, n)",
       derivative="∂/∂p = −1 / p[k] at class k, 0 elsewhere; none to k",
@@ -333,45 +333,68 @@ defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: 
       torch=lambda t, p, k: -torch_log(torch_pick(t, p, k)))
 
 
-def sparse_ce_logits_fwd(info, z, k):
+def nll_fwd(info, lp, k):
     n = info.arg_shapes[0][-1]
-    shifted, log_total = shifted_logsumexp(z)
-    return log_total[..., 0] - pick(shifted, indices(info, k, n))
+    return np.negative(pick(lp, indices(info, k, n)))
 
 
-defop("sparse_cross_entropy_logits", arity=2, class_index=(1, 0), correct=lambda z, k: np.argmax(z, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_logits_fwd, callable=False,
-      onnx=lambda e, z, k: e("Neg", onnx_pick(e, e("LogSoftmax", z, axis=-1), k)),
-      doc="sparse_cross_entropy(softmax(z), k) computed from the logits z",
-      signature="sparse_cross_entropy(softmax(z), k), rewritten to it",
-      formula="log Σ_j e^(z_j) − z[k] (log-sum-exp)",
-      derivative="∂/∂z = softmax(z) − onehot(k); none to k",
-      vjp=(lambda d, g, out, z, k: d.mul(g, d.sparse_cross_entropy_logits_grad(z, k)), None),
-      printed=Printed(Form("sparse_cross_entropy(softmax({0}), {1})"), Form("\\mathrm{{CE}}(\\mathrm{{softmax}}({0}), {1})"), Form("np.logaddexp.reduce({0}, axis=-1) - pick({0}, {1})", 1), helpers=("pick",)),
-      torch=lambda t, z, k: -torch_pick(t, t.torch.log_softmax(z, dim=-1), k))
+defop("nll", arity=2, class_index=(1, 0), correct=lambda lp, k: np.argmax(lp, axis=-1) == k, shape=sparse_class_loss, forward=nll_fwd,
+      onnx=lambda e, lp, k: e("Neg", onnx_pick(e, lp, k)),
+      doc="negative log-likelihood of log-probabilities lp of shape [n] at a class index k (PyTorch's nll_loss)",
+      signature="nll(lp, k)", formula="−lp[k]; k an integer in [0, n)",
+      derivative="∂/∂lp = −1 at class k, 0 elsewhere; none to k. After log_softmax, the two give softmax(z) − onehot(k) "
+                 "in one op (nll_log_softmax_grad)",
+      vjp=(lambda d, g, out, lp, k: d.nll_grad(g, lp, k), None),
+      printed=Printed(call("nll"), latex_call("NLL"), Form("-pick({0}, {1})", 3), helpers=("pick",)),
+      torch=lambda t, lp, k: -torch_pick(t, lp, k))
 
 
-def sparse_ce_logits_grad_fwd(info, z, k):
-    """softmax(z) − onehot(k) in one pass: the softmax, then 1 taken off at each row's class."""
-    n = info.arg_shapes[0][-1]
-    idx = indices(info, k, n)
-    p = softmax_fwd(info, z)
-    rows = idx[..., None] == np.arange(n)           # one-hot, as booleans
+def one_hot_rows(info, k, position: int):
+    """One-hot rows for the class indices k, as booleans, as wide as argument `position`'s last axis."""
+    n = info.arg_shapes[position][-1]
+    return indices(info, k, n)[..., None] == np.arange(n)
+
+
+def nll_grad_fwd(info, g, lp, k):
+    """−g at each row's class, 0 elsewhere: nll's gradient, in lp's shape."""
+    g = np.asarray(g)
+    return np.negative(one_hot_rows(info, k, 1) * (g[..., None] if g.ndim else g))
+
+
+defop("nll_grad", arity=3, class_index=(2, 1), shape=lambda g, lp, k: broadcast(lp, k + lp[-1:]),
+      forward=nll_grad_fwd, callable=False,
+      onnx=lambda e, g, lp, k: e("Neg", e("Mul", e.unsqueeze(g, [-1]), onnx_class_mask(e, k, e.arg_shapes[1][-1]))),
+      doc="the gradient of nll with respect to its log-probabilities",
+      signature="internal: made by the differentiator (the gradient of nll)",
+      formula="−g onehot(k)",
+      derivative="∂/∂g = −onehot(k), so the gradient to g is nll of the incoming gradient; none to lp (its shape only) and k",
+      vjp=(lambda d, h, out, g, lp, k: d.nll(h, k), None, None),
+      printed=Printed(Form("-{0} * one_hot({2}, {1})", 2, (3, 0, 0)), Form("-{0}\\,\\mathrm{{onehot}}({2})", 2, (3, 0, 0)),
+                      Form("-np.asarray({0})[..., None] * one_hot({2}, {1})", 2, (0,)), helpers=("one_hot",)),
+      torch=lambda t, g, lp, k: -(g.unsqueeze(-1) * t.F.one_hot(k.long(), t.arg_shapes[1][-1]).to(lp.dtype)))
+
+
+def nll_log_softmax_grad_fwd(info, lp, k):
+    """exp(lp) − onehot(k): softmax(z) − onehot(k) from the log_softmax lp the forward pass computed."""
+    p = np.exp(lp)
+    rows = one_hot_rows(info, k, 0)
     if rows.shape == p.shape:
         p -= rows
         return p
     return p - rows                                 # either side broadcast against the other
 
 
-defop("sparse_cross_entropy_logits_grad", arity=2, class_index=(1, 0), shape=lambda z, k: broadcast(z, k + z[-1:]),
-      forward=sparse_ce_logits_grad_fwd, callable=False,
-      onnx=lambda e, z, k: e("Sub", e("Softmax", z, axis=-1), onnx_class_mask(e, k, e.arg_shapes[0][-1])),
-      doc="the gradient of sparse_cross_entropy_logits with respect to z, in one pass",
+defop("nll_log_softmax_grad", arity=2, class_index=(1, 0), shape=lambda lp, k: broadcast(lp, k + lp[-1:]),
+      forward=nll_log_softmax_grad_fwd, callable=False,
+      onnx=lambda e, lp, k: e("Sub", e("Exp", lp), onnx_class_mask(e, k, e.arg_shapes[0][-1])),
+      doc="the gradient of nll(log_softmax(z), k) with respect to z, from lp = log_softmax(z)",
       signature="internal: made by the differentiator (the gradient of the sparse cross entropy from logits)",
-      formula="softmax(z) − onehot(k)",
-      derivative="∂/∂z: s ⊙ (g − Σ g ⊙ s), s = softmax(z), as the softmax's; none to k",
-      vjp=(lambda d, g, out, z, k: REGISTRY["softmax"].rule(0)(d, g, d.softmax(z), z), None),
-      printed=Printed(Form("softmax({0}) - one_hot({1}, {0})", 1, (0,)), Form("\\mathrm{{softmax}}({0}) - \\mathrm{{onehot}}({1})", 1, (0,)), Form("np.exp({0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)) - one_hot({1}, {0})", 1, (0,)), helpers=("one_hot",)),
-      torch=lambda t, z, k: t.torch.softmax(z, dim=-1) - t.F.one_hot(k.long(), t.arg_shapes[0][-1]).to(z.dtype))
+      formula="exp(lp) − onehot(k), which is softmax(z) − onehot(k)",
+      derivative="∂/∂lp = exp(lp); none to k",
+      vjp=(lambda d, g, out, lp, k: d.mul(g, d.exp(lp)), None),
+      printed=Printed(Form("exp({0}) - one_hot({1}, {0})", 1, (0,)), Form("\\exp({0}) - \\mathrm{{onehot}}({1})", 1, (0,)),
+                      Form("np.exp({0}) - one_hot({1}, {0})", 1, (0,)), helpers=("one_hot",)),
+      torch=lambda t, lp, k: lp.exp() - t.F.one_hot(k.long(), t.arg_shapes[0][-1]).to(lp.dtype))
 
 
 defop("hinge", arity=2, correct=same_sign, kink=lambda y, t: 1 - t * y, shape=pairwise_loss,

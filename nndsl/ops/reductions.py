@@ -87,13 +87,24 @@ defop("softmax", arity=1, shape=at_least_vector, forward=softmax_fwd,
       torch=lambda t, x: t.torch.softmax(x, dim=-1))
 
 
+def log_softmax_grad(d, g, out, x):
+    """g − softmax(x) Σ g. Where g is nll's gradient alone, −c at class k (the cross entropy of
+    `nll(log_softmax(z), k)`), that is c (softmax(z) − onehot(k)): one op, reading the log_softmax
+    the forward pass computed instead of computing the softmax again."""
+    if d.attr(g, "op") == "nll_grad":
+        c, lp, k = d.args(g)
+        if lp == out:
+            return d.mul(c, d.nll_log_softmax_grad(out, k))
+    return d.sub(g, d.mul(d.exp(out), d.sum_last(g)))
+
+
 defop("log_softmax", arity=1, shape=at_least_vector, forward=log_softmax_fwd,
       onnx=onnx_same("LogSoftmax", axis=-1),
       doc="log of the softmax along the last axis; log(softmax(z)) is rewritten to it",
       signature="log_softmax(z)",
       formula="z_i − log Σ_j e^(z_j) along the last axis (log-sum-exp, shifted by max z)",
       derivative="g − softmax(z) Σ g for the incoming gradient g, with Σ along the last axis",
-      vjp=(lambda d, g, out, x: d.sub(g, d.mul(d.exp(out), d.sum_last(g))),),
+      vjp=(log_softmax_grad,),
       printed=Printed(call("log_softmax"), Form("\\log \\mathrm{{softmax}}({0})", 2, (0,)), Form("{0} - np.logaddexp.reduce({0}, axis=-1, keepdims=True)", 1, (ATOM,))),
       torch=lambda t, x: t.torch.log_softmax(x, dim=-1))
 
