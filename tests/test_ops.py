@@ -330,7 +330,7 @@ def test_log_softmax_and_sparse_cross_entropy_with_ties_in_float32(rows):
 @pytest.mark.parametrize("shape", [(7,), (32, 32), (128, 256), (3, 128, 128), (5, 3, 4097), (300, 1000)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_against_a_scalar_equal_numpy(opname, shape, dtype):
-    """max(c, z), max(z, c), min and relu read a scalar from a row of its copies once z has 1024
+    """max(c, z), max(z, c), min and relu read a scalar from a row of its copies once z has 4096
     elements or more (NumPy is several times slower against a scalar): the values must be
     NumPy's own, bit for bit, for every size (a part of the row, whole rows, rows and a rest),
     for strided z, and for constants that are NaN, -0.0 or infinite."""

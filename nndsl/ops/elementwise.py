@@ -122,10 +122,11 @@ def scalar_row(c):
 def against_scalar(ufunc):
     """ufunc(x, c) for an array x and a scalar c, as fast as ufunc over two arrays: NumPy's
     maximum and minimum take about 5x longer when one operand is a scalar (a stride-0 operand)
-    than when both are arrays, so c is read from a row of its copies. Same values, same dtype."""
+    than when both are arrays, so c is read from a row of its copies. Same values, same dtype.
+    Below 4096 elements the row's bookkeeping costs more than it saves (measured)."""
     def fn(x, c):
         n = x.size
-        if n < 1024 or type(x) is not np.ndarray or type(c) is not np.ndarray or c.dtype != x.dtype \
+        if n < 4096 or type(x) is not np.ndarray or type(c) is not np.ndarray or c.dtype != x.dtype \
                 or not x.flags.c_contiguous:
             return ufunc(x, c)
         row = scalar_row(c)

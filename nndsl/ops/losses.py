@@ -15,7 +15,7 @@ import numpy as np
 from .core import aligned, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, Shape, ShapeError
 from .elementwise import onnx_step
 from .reductions import log_softmax_fwd
-from .plumbing import indices, onnx_class_mask
+from .plumbing import arange, indices, onnx_class_mask
 
 
 def pairwise_loss(y: Shape, t: Shape) -> Shape:
@@ -73,12 +73,12 @@ def class_mean(per_class):
 def pick(x, idx):
     """x[..., k] for per-sample class indices k (either side may lack the batch axis)."""
     if x.ndim == 2 and idx.shape == x.shape[:1]:            # a batch of rows: the common case
-        return x[np.arange(len(x)), idx]
+        return x[arange(len(x)), idx]
     if x.shape[:-1] != idx.shape:
         x = np.broadcast_to(x, np.broadcast_shapes(x.shape[:-1], idx.shape) + x.shape[-1:])
         idx = np.broadcast_to(idx, x.shape[:-1])
     rows = x.reshape(-1, x.shape[-1])
-    return rows[np.arange(len(rows)), idx.reshape(-1)].reshape(idx.shape)
+    return rows[arange(len(rows)), idx.reshape(-1)].reshape(idx.shape)
 
 
 def pairwise_size(d, y, t):
@@ -352,7 +352,7 @@ defop("nll", arity=2, class_index=(1, 0), correct=lambda lp, k: np.argmax(lp, ax
 def one_hot_rows(info, k, position: int):
     """One-hot rows for the class indices k, as booleans, as wide as argument `position`'s last axis."""
     n = info.arg_shapes[position][-1]
-    return indices(info, k, n)[..., None] == np.arange(n)
+    return indices(info, k, n)[..., None] == arange(n)
 
 
 def nll_grad_fwd(info, g, lp, k):

@@ -47,11 +47,26 @@ def subscripts_of(text: str) -> tuple:
 def class_indices(k, n):
     idx = np.asarray(k)
     as_int = idx.astype(np.intp)
-    bad = (as_int != idx) | (as_int.view(np.uintp) >= n)      # a negative index is a huge unsigned one
-    if bad.any():
+    bad = as_int != idx
+    bad |= as_int.view(np.uintp) >= n                           # a negative index is a huge unsigned one
+    if np.count_nonzero(bad):                                   # cheaper than bad.any() on small arrays
         value = idx.reshape(-1)[np.flatnonzero(bad)[0]]
         raise FloatingPointError(f"class index {value:g} is not an integer in [0, {n})")
     return as_int
+
+
+_aranges: dict = {}
+
+
+def arange(n: int):
+    """np.arange(n), read-only and kept (kernels index rows and classes with it at every step)."""
+    row = _aranges.get(n)
+    if row is None:
+        if len(_aranges) >= 64:
+            _aranges.clear()
+        row = _aranges[n] = np.arange(n)
+        row.flags.writeable = False
+    return row
 
 
 def indices(info: KernelInfo, k, n):
@@ -493,7 +508,7 @@ def index_like(k: Shape, ref: Shape) -> Shape:
 
 def one_hot_fwd(info, k, ref):
     n = info.shape[-1]
-    rows = (indices(info, k, n)[..., None] == np.arange(n)).astype(info.dtype)
+    rows = (indices(info, k, n)[..., None] == arange(n)).astype(info.dtype)
     return rows if rows.shape == ref.shape else np.broadcast_to(rows, np.broadcast_shapes(rows.shape, ref.shape))
 
 
