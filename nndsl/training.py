@@ -328,7 +328,7 @@ class Trainer:
         lo = pos.batch * self.batch
         hi = min(lo + self.batch, self.n)
         if order is None:
-            batch = {k: v[lo:hi] for k, v in self.data.items()}
+            batch = self.data if hi - lo == self.n else {k: v[lo:hi] for k, v in self.data.items()}
         else:
             index = order[lo:hi]
             batch = {k: v[index] for k, v in self.data.items()}
