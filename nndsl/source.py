@@ -30,7 +30,7 @@ from . import syntax as S
 from .errors import NndslError
 from .graph import arguments, attributes, topological_order
 from .interpreter import needed, schedule, straight_line
-from .ops import ATOM, REGISTRY, KernelInfo, fmt_shape, paren, py_aligned
+from .ops import ATOM, REGISTRY, Form, KernelInfo, fmt_shape, paren, py_aligned
 
 LANGS = ("nn", "latex", "python")
 MAX_DEPTH = 4               # an inline expression nests at most this many ops; deeper ones get a name
@@ -244,7 +244,9 @@ class Plan:
             else:
                 info = info_of(listing.graph, node)
                 operands = [self.read(a, inline) for a in self.args[node]]
-                if lang == "python" and op.elementwise and op.kernel_factory is None:   # as ops.kernel aligns
+                # Elementwise operands broadcast per sample, as the kernels align them (`ops.aligned`);
+                # a form written as a function (broadcast_like's) lays out its operands itself.
+                if lang == "python" and op.elementwise and isinstance(op.printed.python, Form):
                     operands = py_aligned(info, operands)
                 if node in self.refs:
                     operands.append(self.read(self.refs[node], inline))

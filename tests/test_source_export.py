@@ -180,6 +180,11 @@ CASES = {
     "product_with_a_transposed_group": "param W[2, 2]\ninput x[2]\noutput y = W · (-[[1, 2], [3, 4]])ᵀ + x\n",
     "product_after_a_name_exponent": "param A[2, 2]\nparam v\ninput x[2, 2]\ninput t[2, 2]\n"
                                      "loss L = mse((A * A + 1)^v · (x - A), t)\n",
+    "max_and_min_of_a_batched_scalar_and_vector": "input s\ninput x[2]\nparam w[2]\ninput t[2]\n"
+                                                  "loss L = mse(min(s, w * x) + max(w * x, s), t)\n",
+    "sparse_cross_entropy_and_nll": "input x[3]\ninput k\nparam W[4, 3]\noutput p = softmax(W x)\n"
+                                    "loss L = sparse_cross_entropy(p, k) + nll(log_softmax(W x), k)\n"
+                                    "data x = [[1, 2, 3], [0, -1, 2], [3, 1, 0]]\ndata k = [0, 3, 1]\n",
 }
 
 
