@@ -32,6 +32,11 @@ def arguments(graph: nx.DiGraph, node) -> list:
     if len(pred) == 1:                  # one argument, or one value read at every position
         for src, data in pred.items():
             return [src] * len(data["positions"])
+    if len(pred) == 2:                  # the binary ops: two values, most often each read once
+        (a, a_data), (b, b_data) = pred.items()
+        a_positions, b_positions = a_data["positions"], b_data["positions"]
+        if len(a_positions) == 1 and len(b_positions) == 1:
+            return [a, b] if a_positions[0] == 0 else [b, a]
     out = [None] * sum([len(data["positions"]) for data in pred.values()])
     for src, data in pred.items():
         for pos in data["positions"]:
@@ -105,6 +110,7 @@ class GraphBuilder:
                 else:
                     shape = tuple(op.shape(*shapes))
             except ShapeError as err:
+                span = Span(*span) if type(span) is tuple else span
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
         if batched is None and op.batched_rule is not None:
             batched = op.batched_rule([nodes[a]["batched"] for a in args])
