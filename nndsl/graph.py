@@ -55,15 +55,13 @@ def topological_order(graph: nx.DiGraph, nodes=None) -> list:
     less than half the graph, and the graph's nodes in order otherwise; a node's successors
     always in the order their edges were added."""
     succ, pred = graph._succ, graph._pred
-    keep = set(n for n in (graph if nodes is None else nodes) if n in succ)
+    keep = set(succ) if nodes is None else set(filter(succ.__contains__, nodes))
+    whole = len(keep) == len(succ)      # every node is kept: no need to ask which
     candidates = keep if 2 * len(keep) < len(succ) else [n for n in graph if n in keep]
     waiting = {}                        # node -> predecessors not yet taken
     ready = []
     for node in candidates:
-        count = 0
-        for p in pred[node]:
-            if p in keep:
-                count += 1
+        count = len(pred[node]) if whole else len(keep.intersection(pred[node]))
         if count:
             waiting[node] = count
         else:
@@ -73,9 +71,11 @@ def topological_order(graph: nx.DiGraph, nodes=None) -> list:
         generation, ready = ready, []
         for node in generation:
             for child in succ[node]:
-                if child in keep:
-                    waiting[child] -= 1
-                    if not waiting[child]:
+                if whole or child in keep:
+                    left = waiting[child] - 1
+                    if left:
+                        waiting[child] = left
+                    else:
                         del waiting[child]
                         ready.append(child)
         order += generation

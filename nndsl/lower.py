@@ -92,22 +92,7 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
     stack: list = [(expr, frame, False)]
     while stack:
         e, fr, ready = stack.pop()
-        if isinstance(e, S.Number):
-            values.append(builder.const(e.value, span=e.span, **fr.where))
-        elif isinstance(e, S.Name):
-            values.append(lookup_name(e, fr, resolved, out, builder))
-        elif isinstance(e, S.Array):
-            values.append(builder.const(literal_array(e), span=e.span, **fr.where))
-        elif isinstance(e, S.Unary) and e.op == "neg" and isinstance(e.operand, S.Number):
-            values.append(builder.const(-e.operand.value, span=e.span, **fr.where))
-        elif not ready:
-            if isinstance(e, S.Call):
-                check_call(e, fr, resolved, out)
-            elif isinstance(e, S.Binary) and e.op == "pow":
-                check_power(e, fr, resolved)
-            stack.append((e, fr, True))
-            stack.extend((child, fr, False) for child in reversed(S.children(e)))
-        else:
+        if ready:                       # its arguments are the last values
             n = len(S.children(e))
             args = values[len(values) - n:]
             del values[len(values) - n:]
@@ -122,6 +107,21 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
                 values.append(product(builder, tensor, args[0], e.span, fr))       # W(z) is W z
             else:
                 values.append(build_node(e, args, fr, builder))
+        elif isinstance(e, S.Number):
+            values.append(builder.const(e.value, span=e.span, **fr.where))
+        elif isinstance(e, S.Name):
+            values.append(lookup_name(e, fr, resolved, out, builder))
+        elif isinstance(e, S.Array):
+            values.append(builder.const(literal_array(e), span=e.span, **fr.where))
+        elif isinstance(e, S.Unary) and e.op == "neg" and isinstance(e.operand, S.Number):
+            values.append(builder.const(-e.operand.value, span=e.span, **fr.where))
+        else:
+            if isinstance(e, S.Call):
+                check_call(e, fr, resolved, out)
+            elif isinstance(e, S.Binary) and e.op == "pow":
+                check_power(e, fr, resolved)
+            stack.append((e, fr, True))
+            stack.extend([(child, fr, False) for child in reversed(S.children(e))])
     (result,) = values
     return result
 

@@ -16,7 +16,7 @@ from . import syntax as S
 from .autodiff import batch_mean, differentiate
 from .data import parse_value, read_data_file
 from .errors import NndslError, closest, file_error
-from .graph import GraphBuilder, span_of
+from .graph import GraphBuilder, attributes, span_of
 from .initializers import draw, parse_init
 from .interpreter import all_values, execute, first_nonfinite, needed, schedule
 from .lower import lower
@@ -143,7 +143,7 @@ def check_memory(graph, dtype: np.dtype, batch: int = 1, filename: str | None = 
     """Every value fits under the memory limit, before anything is allocated: per sample at compile
     time, and for a batch of `batch` samples before a run."""
     limit, why = memory_limit()
-    for node, attrs in graph.nodes(data=True):
+    for node, attrs in attributes(graph).items():
         count = prod(attrs["shape"]) * (batch if attrs["batched"] else 1)
         if count * dtype.itemsize > limit:
             what = f"'{attrs['name']}'" if attrs.get("name") else f"this {attrs['op']}"
