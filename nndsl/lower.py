@@ -79,7 +79,7 @@ def lower(resolved: Resolved) -> Lowered:
 
 def bind(builder: GraphBuilder, node, st):
     """Give a computed value its name; an alias of a named value gets an identity node."""
-    attrs = builder.graph.nodes[node]
+    attrs = builder.nodes[node]
     if attrs["name"] is None and not REGISTRY[attrs["op"]].leaf:
         attrs["name"] = st.name
         return node
@@ -205,7 +205,7 @@ def indexed_last(e: S.Call, args: list, builder: GraphBuilder) -> tuple[list, di
 def product(builder: GraphBuilder, a, b, span, fr: Frame):
     """Juxtaposition and `@ · ∙ ⋅`: a matrix product, or scaling when either side is a scalar."""
     kw = dict(span=span, **fr.where)
-    if () in (builder.graph.nodes[a]["shape"], builder.graph.nodes[b]["shape"]):
+    if () in (builder.nodes[a]["shape"], builder.nodes[b]["shape"]):
         return builder.add("mul", a, b, what="scaling", **kw)    # `2 x`, `0.5 (y - t)^2`
     return builder.add("matmul", a, b, what="matrix product", **kw)
 
