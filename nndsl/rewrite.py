@@ -21,8 +21,9 @@ from .ops import REGISTRY
 
 
 def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
+    nodes = attributes(graph)
     for node in topological_order(graph):
-        attrs = graph.nodes[node]
+        attrs = nodes[node]
         fused = REGISTRY[attrs["op"]].stable
         if not fused:
             continue
