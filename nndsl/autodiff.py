@@ -35,22 +35,19 @@ class RuleBuilder:
         if opname not in REGISTRY:
             raise AttributeError(opname)
 
-        def method(self, *args, **kw):
-            return self.apply(opname, *args, **kw)
+        def method(self, *args, like=None, **attrs):
+            # Node ids are ints; a float is a constant (so rules write 1.0, never 1). `attrs` are
+            # the op's static attributes (`subscripts` of an index).
+            args = [self.const(a) if isinstance(a, float) else a for a in args]
+            if like is not None:
+                like = self.builder.nodes[like]
+                attrs.update(shape=like["shape"], batched=like["batched"])
+            return self.builder.add(opname, *args, span=self.span, scope=self.scope, call=self.call, **attrs)
         # Kept on the class, so that the rules' next `d.<op>` calls find it directly (they run
         # in the hot loop of differentiating); on an instance it would make a reference cycle.
         method.__name__ = opname
         setattr(RuleBuilder, opname, method)
         return getattr(self, opname)
-
-    def apply(self, opname, *args, like=None, **attrs):
-        # Node ids are ints; a float is a constant (so rules write 1.0, never 1). `attrs` are the
-        # op's static attributes (`subscripts` of an index).
-        args = [self.const(a) if isinstance(a, float) else a for a in args]
-        if like is not None:
-            like = self.builder.nodes[like]
-            attrs.update(shape=like["shape"], batched=like["batched"])
-        return self.builder.add(opname, *args, span=self.span, scope=self.scope, call=self.call, **attrs)
 
     def attr(self, node, name: str):
         """A static attribute of a forward node (an index's `subscripts`)."""
