@@ -89,6 +89,11 @@ def span_of(graph: nx.DiGraph, node) -> Span | None:
     return Span(*span) if span else None
 
 
+# The graphs are big enough that their memory, more than Python, bounds the passes over them: the
+# tuples every edge read at one position and every node of a shape would hold alike are shared.
+READ_AT = ((0,), (1,))
+
+
 class GraphBuilder:
     """Adds registry-op nodes to a graph, inferring each node's shape from its op's rule."""
 
@@ -97,6 +102,7 @@ class GraphBuilder:
         self.nodes = attributes(self.graph)
         self.role = role
         self.next_id = max(self.graph.nodes, default=-1) + 1
+        self.shapes: dict = {}          # shape -> the one tuple the nodes of that shape share
 
     def add(self, opname: str, *args, span: Span | None = None, name: str | None = None, scope: str = "", call: str = "",
             shape: tuple | None = None, batched: bool | None = None, what: str | None = None, **attrs):
@@ -121,6 +127,7 @@ class GraphBuilder:
                     if nodes[a]["batched"]:
                         batched = True
                         break
+        shape = self.shapes.setdefault(shape, shape)
         node = self.next_id
         self.next_id += 1
         graph = self.graph
@@ -129,7 +136,7 @@ class GraphBuilder:
                        call=call, role=self.role, **attrs)
         if len(args) == 1 or (len(args) == 2 and args[0] != args[1]):     # the common cases
             for pos, a in enumerate(args):
-                graph.add_edge(a, node, arg=pos, positions=(pos,))
+                graph.add_edge(a, node, arg=pos, positions=READ_AT[pos])
             return node
         positions: dict = {}            # argument -> where it is read, in order of first reading
         for pos, a in enumerate(args):
