@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import NndslError
-from .graph import GraphBuilder, arguments, span_of, topological_order
+from .graph import GraphBuilder, arguments, attributes, span_of, topological_order
 from .interpreter import needed
 from .ops import REGISTRY, broadcast
 
@@ -21,23 +21,33 @@ class RuleBuilder:
 
     def __init__(self, builder: GraphBuilder):
         self.builder = builder
+        # Where the forward node being differentiated is, which the nodes of its rules share:
+        # its span as the graph stores it (a tuple, or None), its scope and its call.
         self.span = None
-        self.where = {}                 # scope and call of the forward node being differentiated
+        self.scope = self.call = ""
         self.constants = {}             # float -> its node: one node per number (as CSE would leave it)
+
+    def at(self, attrs: dict) -> None:
+        """The rules that follow differentiate the node of attributes `attrs`."""
+        self.span, self.scope, self.call = attrs.get("span"), attrs["scope"], attrs["call"]
 
     def __getattr__(self, opname):
         if opname not in REGISTRY:
             raise AttributeError(opname)
-        return lambda *args, **kw: self.apply(opname, *args, **kw)
 
-    def apply(self, opname, *args, like=None, **attrs):
-        # Node ids are ints; a float is a constant (so rules write 1.0, never 1). `attrs` are the
-        # op's static attributes (`subscripts` of an index).
-        args = [self.const(a) if isinstance(a, float) else a for a in args]
-        extra = {}
-        if like is not None:
-            extra = dict(shape=self.shape(like), batched=self.builder.nodes[like]["batched"])
-        return self.builder.add(opname, *args, span=self.span, **self.where, **extra, **attrs)
+        def method(self, *args, like=None, **attrs):
+            # Node ids are ints; a float is a constant (so rules write 1.0, never 1). `attrs` are
+            # the op's static attributes (`subscripts` of an index).
+            args = [self.const(a) if isinstance(a, float) else a for a in args]
+            if like is not None:
+                like = self.builder.nodes[like]
+                attrs.update(shape=like["shape"], batched=like["batched"])
+            return self.builder.add(opname, *args, span=self.span, scope=self.scope, call=self.call, **attrs)
+        # Kept on the class, so that the rules' next `d.<op>` calls find it directly (they run
+        # in the hot loop of differentiating); on an instance it would make a reference cycle.
+        method.__name__ = opname
+        setattr(RuleBuilder, opname, method)
+        return getattr(self, opname)
 
     def attr(self, node, name: str):
         """A static attribute of a forward node (an index's `subscripts`)."""
@@ -47,9 +57,10 @@ class RuleBuilder:
         if type(value) is float:
             node = self.constants.get(value)
             if node is None:
-                node = self.constants[value] = self.builder.const(value, span=self.span, **self.where)
+                node = self.constants[value] = self.builder.const(value, span=self.span, scope=self.scope,
+                                                                  call=self.call)
             return node
-        return self.builder.const(value, span=self.span, **self.where)
+        return self.builder.const(value, span=self.span, scope=self.scope, call=self.call)
 
     def shape(self, node) -> tuple:
         return self.builder.nodes[node]["shape"]
@@ -86,8 +97,8 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list, copy: bool = True) ->
         if not parts:
             continue
         attrs = nodes[node]
-        d.span, d.where = span_of(graph, node), dict(scope=attrs["scope"], call=attrs["call"])
-        g = parts[0] if len(parts) == 1 else builder.add("accumulate", *parts, span=d.span, **d.where)
+        d.at(attrs)
+        g = parts[0] if len(parts) == 1 else builder.add("accumulate", *parts, span=d.span, scope=d.scope, call=d.call)
         nodes[g].setdefault("grad_of", node)
         if node in targets:
             result[node] = g
@@ -99,7 +110,7 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list, copy: bool = True) ->
             try:
                 rule = op.rule(pos)
             except LookupError:
-                raise NndslError(f"no gradient rule for op '{op.name}'", d.span) from None
+                raise NndslError(f"no gradient rule for op '{op.name}'", span_of(graph, node)) from None
             if rule is None:
                 continue
             first_new = builder.next_id
@@ -108,7 +119,7 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list, copy: bool = True) ->
     for node in wrt:
         if node not in result:
             attrs = nodes[node]
-            d.span, d.where = span_of(graph, node), dict(scope=attrs["scope"], call=attrs["call"])
+            d.at(attrs)
             zero = d.const(np.zeros(attrs["shape"]))
             result[node] = zero if not attrs["batched"] else builder.add("broadcast_like", zero, node, span=d.span)
             nodes[result[node]]["grad_of"] = node
@@ -119,9 +130,10 @@ def downstream(graph: nx.DiGraph, sources) -> set:
     """Nodes a change of `sources` reaches through differentiable ops (gradients flow back there)."""
     seen = set(sources)
     stack = list(sources)
+    succs, nodes = graph._succ, attributes(graph)     # networkx's own dicts, read: see nndsl.graph
     while stack:
-        for succ in graph.successors(stack.pop()):
-            if succ not in seen and REGISTRY[graph.nodes[succ]["op"]].differentiable:
+        for succ in succs[stack.pop()]:
+            if succ not in seen and REGISTRY[nodes[succ]["op"]].differentiable:
                 seen.add(succ)
                 stack.append(succ)
     return seen

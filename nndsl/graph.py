@@ -32,6 +32,11 @@ def arguments(graph: nx.DiGraph, node) -> list:
     if len(pred) == 1:                  # one argument, or one value read at every position
         for src, data in pred.items():
             return [src] * len(data["positions"])
+    if len(pred) == 2:                  # the binary ops: two values, most often each read once
+        (a, a_data), (b, b_data) = pred.items()
+        a_positions, b_positions = a_data["positions"], b_data["positions"]
+        if len(a_positions) == 1 and len(b_positions) == 1:
+            return [a, b] if a_positions[0] == 0 else [b, a]
     out = [None] * sum([len(data["positions"]) for data in pred.values()])
     for src, data in pred.items():
         for pos in data["positions"]:
@@ -50,15 +55,13 @@ def topological_order(graph: nx.DiGraph, nodes=None) -> list:
     less than half the graph, and the graph's nodes in order otherwise; a node's successors
     always in the order their edges were added."""
     succ, pred = graph._succ, graph._pred
-    keep = set(n for n in (graph if nodes is None else nodes) if n in succ)
+    keep = set(succ) if nodes is None else set(filter(succ.__contains__, nodes))
+    whole = len(keep) == len(succ)      # every node is kept: no need to ask which
     candidates = keep if 2 * len(keep) < len(succ) else [n for n in graph if n in keep]
     waiting = {}                        # node -> predecessors not yet taken
     ready = []
     for node in candidates:
-        count = 0
-        for p in pred[node]:
-            if p in keep:
-                count += 1
+        count = len(pred[node]) if whole else len(keep.intersection(pred[node]))
         if count:
             waiting[node] = count
         else:
@@ -68,9 +71,11 @@ def topological_order(graph: nx.DiGraph, nodes=None) -> list:
         generation, ready = ready, []
         for node in generation:
             for child in succ[node]:
-                if child in keep:
-                    waiting[child] -= 1
-                    if not waiting[child]:
+                if whole or child in keep:
+                    left = waiting[child] - 1
+                    if left:
+                        waiting[child] = left
+                    else:
                         del waiting[child]
                         ready.append(child)
         order += generation
@@ -84,6 +89,11 @@ def span_of(graph: nx.DiGraph, node) -> Span | None:
     return Span(*span) if span else None
 
 
+# The graphs are big enough that their memory, more than Python, bounds the passes over them: the
+# tuples every edge read at one position and every node of a shape would hold alike are shared.
+READ_AT = ((0,), (1,))
+
+
 class GraphBuilder:
     """Adds registry-op nodes to a graph, inferring each node's shape from its op's rule."""
 
@@ -92,6 +102,7 @@ class GraphBuilder:
         self.nodes = attributes(self.graph)
         self.role = role
         self.next_id = max(self.graph.nodes, default=-1) + 1
+        self.shapes: dict = {}          # shape -> the one tuple the nodes of that shape share
 
     def add(self, opname: str, *args, span: Span | None = None, name: str | None = None, scope: str = "", call: str = "",
             shape: tuple | None = None, batched: bool | None = None, what: str | None = None, **attrs):
@@ -105,6 +116,7 @@ class GraphBuilder:
                 else:
                     shape = tuple(op.shape(*shapes))
             except ShapeError as err:
+                span = Span(*span) if type(span) is tuple else span
                 raise NndslError(f"shape mismatch in {what or describe_op(opname)}: {err}", span) from None
         if batched is None and op.batched_rule is not None:
             batched = op.batched_rule([nodes[a]["batched"] for a in args])
@@ -115,6 +127,7 @@ class GraphBuilder:
                     if nodes[a]["batched"]:
                         batched = True
                         break
+        shape = self.shapes.setdefault(shape, shape)
         node = self.next_id
         self.next_id += 1
         graph = self.graph
@@ -123,7 +136,7 @@ class GraphBuilder:
                        call=call, role=self.role, **attrs)
         if len(args) == 1 or (len(args) == 2 and args[0] != args[1]):     # the common cases
             for pos, a in enumerate(args):
-                graph.add_edge(a, node, arg=pos, positions=(pos,))
+                graph.add_edge(a, node, arg=pos, positions=READ_AT[pos])
             return node
         positions: dict = {}            # argument -> where it is read, in order of first reading
         for pos, a in enumerate(args):

@@ -62,9 +62,10 @@ def index_readers(graph: nx.DiGraph, nodes) -> tuple[dict, bool]:
     once as they are fed; and whether some reader's indices are computed by the model (checked
     where they are read)."""
     attrs_of = attributes(graph)
+    readers = {name: op.class_index for name, op in REGISTRY.items() if op.class_index is not None}
     fed, computed = {}, False
     for node in nodes:
-        rule = REGISTRY[attrs_of[node]["op"]].class_index
+        rule = readers.get(attrs_of[node]["op"])
         if rule is None:
             continue
         args = arguments(graph, node)

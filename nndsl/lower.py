@@ -79,7 +79,7 @@ def lower(resolved: Resolved) -> Lowered:
 
 def bind(builder: GraphBuilder, node, st):
     """Give a computed value its name; an alias of a named value gets an identity node."""
-    attrs = builder.graph.nodes[node]
+    attrs = builder.nodes[node]
     if attrs["name"] is None and not REGISTRY[attrs["op"]].leaf:
         attrs["name"] = st.name
         return node
@@ -92,22 +92,7 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
     stack: list = [(expr, frame, False)]
     while stack:
         e, fr, ready = stack.pop()
-        if isinstance(e, S.Number):
-            values.append(builder.const(e.value, span=e.span, **fr.where))
-        elif isinstance(e, S.Name):
-            values.append(lookup_name(e, fr, resolved, out, builder))
-        elif isinstance(e, S.Array):
-            values.append(builder.const(literal_array(e), span=e.span, **fr.where))
-        elif isinstance(e, S.Unary) and e.op == "neg" and isinstance(e.operand, S.Number):
-            values.append(builder.const(-e.operand.value, span=e.span, **fr.where))
-        elif not ready:
-            if isinstance(e, S.Call):
-                check_call(e, fr, resolved, out)
-            elif isinstance(e, S.Binary) and e.op == "pow":
-                check_power(e, fr, resolved)
-            stack.append((e, fr, True))
-            stack.extend((child, fr, False) for child in reversed(S.children(e)))
-        else:
+        if ready:                       # its arguments are the last values
             n = len(S.children(e))
             args = values[len(values) - n:]
             del values[len(values) - n:]
@@ -122,6 +107,21 @@ def lower_expression(expr, frame: Frame, resolved: Resolved, out: Lowered, build
                 values.append(product(builder, tensor, args[0], e.span, fr))       # W(z) is W z
             else:
                 values.append(build_node(e, args, fr, builder))
+        elif isinstance(e, S.Number):
+            values.append(builder.const(e.value, span=e.span, **fr.where))
+        elif isinstance(e, S.Name):
+            values.append(lookup_name(e, fr, resolved, out, builder))
+        elif isinstance(e, S.Array):
+            values.append(builder.const(literal_array(e), span=e.span, **fr.where))
+        elif isinstance(e, S.Unary) and e.op == "neg" and isinstance(e.operand, S.Number):
+            values.append(builder.const(-e.operand.value, span=e.span, **fr.where))
+        else:
+            if isinstance(e, S.Call):
+                check_call(e, fr, resolved, out)
+            elif isinstance(e, S.Binary) and e.op == "pow":
+                check_power(e, fr, resolved)
+            stack.append((e, fr, True))
+            stack.extend([(child, fr, False) for child in reversed(S.children(e))])
     (result,) = values
     return result
 
@@ -205,7 +205,7 @@ def indexed_last(e: S.Call, args: list, builder: GraphBuilder) -> tuple[list, di
 def product(builder: GraphBuilder, a, b, span, fr: Frame):
     """Juxtaposition and `@ · ∙ ⋅`: a matrix product, or scaling when either side is a scalar."""
     kw = dict(span=span, **fr.where)
-    if () in (builder.graph.nodes[a]["shape"], builder.graph.nodes[b]["shape"]):
+    if () in (builder.nodes[a]["shape"], builder.nodes[b]["shape"]):
         return builder.add("mul", a, b, what="scaling", **kw)    # `2 x`, `0.5 (y - t)^2`
     return builder.add("matmul", a, b, what="matrix product", **kw)
 

@@ -16,7 +16,7 @@ from . import syntax as S
 from .autodiff import batch_mean, differentiate
 from .data import parse_value, read_data_file
 from .errors import NndslError, closest, file_error
-from .graph import GraphBuilder, span_of
+from .graph import GraphBuilder, attributes, span_of
 from .initializers import draw, parse_init
 from .interpreter import ALL, all_values, execute, first_nonfinite, needed, schedule
 from .lower import lower
@@ -40,15 +40,14 @@ _collector_was_enabled = False
 @contextmanager
 def collector_paused():
     """Runs a section that builds big structures (the syntax tree, graphs, plans) with Python's
-    cyclic garbage collector paused, then collects the young generations once.
+    cyclic garbage collector paused, then moves what was built to the oldest generation.
 
     The collector scans every tracked object each time enough new ones have survived, so the
     million objects built for a model of 10,000 layers were each scanned again and again: close
     to half the time of compiling and differentiating it, and a growing share as models grow.
     Syntax trees, graphs and plans hold no reference cycles (reference counting frees them), so
-    nothing needs collecting meanwhile; one pass afterwards moves what was built to the oldest
-    generation. Nested and concurrent sections are counted: the collector comes back, as it
-    was, when the last one ends."""
+    nothing needs collecting meanwhile, nor afterwards (`promote_young`). Nested and concurrent
+    sections are counted: the collector comes back, as it was, when the last one ends."""
     global _pauses, _collector_was_enabled
     with _pause_lock:
         if _pauses == 0:
@@ -65,7 +64,23 @@ def collector_paused():
                 gc.enable()
         threshold = gc.get_threshold()[0]           # 0: automatic collection is off
         if resume and threshold and gc.get_count()[0] > threshold:
-            gc.collect(1)       # the young generations, once, where the collector would have begun
+            promote_young()
+
+
+def promote_young() -> None:
+    """Moves every object of the young generations to the oldest, where a collection of them
+    would have moved the survivors, without scanning them: that scan was about a tenth of the
+    time of compiling and differentiating a deep chain, and found nothing to free. (Cyclic
+    garbage among them, from the caller, is freed by the next full collection instead.)
+
+    `gc.freeze` moves every tracked object to the permanent generation and `gc.unfreeze` moves
+    that to the oldest; both just link lists. Objects someone else froze (a server about to
+    fork, say) must stay frozen, so then the young generations are collected instead."""
+    if gc.get_freeze_count():
+        gc.collect(1)
+        return
+    gc.freeze()
+    gc.unfreeze()
 
 
 def compile(source: str, dims: dict | None = None, *, filename: str = "<string>", dtype="float32",
@@ -128,7 +143,7 @@ def check_memory(graph, dtype: np.dtype, batch: int = 1, filename: str | None = 
     """Every value fits under the memory limit, before anything is allocated: per sample at compile
     time, and for a batch of `batch` samples before a run."""
     limit, why = memory_limit()
-    for node, attrs in graph.nodes(data=True):
+    for node, attrs in attributes(graph).items():
         count = prod(attrs["shape"]) * (batch if attrs["batched"] else 1)
         if count * dtype.itemsize > limit:
             what = f"'{attrs['name']}'" if attrs.get("name") else f"this {attrs['op']}"

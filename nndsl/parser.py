@@ -45,22 +45,24 @@ class BracketNewlines(PostLex):
         brackets = []                   # the open brackets' types, innermost last
         last = None
         closed_index = False            # whether `last` is the `]` of an index
-        self.history = []
+        self.history = history = []
         newline = 0                     # where in `history` the last statement-ending newline is
         for tok in stream:
-            if tok.type == "_NL" and brackets:
-                continue
-            if tok.type == "LSQB" and last is not None and (last.type in INDEXABLE or closed_index):
+            kind = tok.type
+            if kind == "_NL":
+                if brackets:
+                    continue
+                del history[:newline]   # outside brackets: it ends a statement
+                newline = len(history)
+            elif kind == "LSQB" and last is not None and (last.type in INDEXABLE or closed_index):
                 tok = Token.new_borrow_pos("_INDEX_LSQB", tok.value, tok)
+                kind = tok.type
             closed_index = False
-            if tok.type in OPENERS:
-                brackets.append(tok.type)
-            elif tok.type in CLOSERS and brackets:
+            if kind in OPENERS:
+                brackets.append(kind)
+            elif kind in CLOSERS and brackets:
                 closed_index = brackets.pop() == "_INDEX_LSQB"
-            if tok.type == "_NL":       # outside brackets: it ends a statement
-                del self.history[:newline]
-                newline = len(self.history)
-            self.history.append(tok)
+            history.append(tok)
             last = tok
             yield tok
         if last is None or last.type != "_NL":
@@ -141,15 +143,17 @@ def rule_callback(build):
                 continue
             if isinstance(child, Token):
                 extent = child                  # a Token has a Span's line, column, end_line, end_column
+                if child.type in NAMED_TERMINALS:
+                    args.append(child)
             elif isinstance(child, Spanned):
-                extent, child = child.span, child.value
+                extent = child.span
+                args.append(child.value)
             else:
                 extent = child.span
+                args.append(child)
             if first is None:
                 first = extent
             last = extent
-            if not isinstance(child, Token) or child.type in NAMED_TERMINALS:
-                args.append(child)
         span = Span(first.line, first.column, last.end_line, last.end_column) if first is not None else None
         try:
             return build(self, span, *args)
@@ -187,10 +191,10 @@ class ToSyntax:
 
     # expressions
     def number(self, span, tok):
-        return parse_number(tok)
+        return S.Number(float(tok), str(tok), span)     # the span is the token's
 
     def name(self, span, tok):
-        return S.Name(normalize_name(tok), span_of(tok))
+        return S.Name(normalize_name(tok), span)
 
     def call(self, span, func, *args):
         return S.Call(normalize_name(func), tuple(a for a in args if a is not None), span, span_of(func))

@@ -23,8 +23,9 @@ from .ops import REGISTRY
 
 
 def rewrite_stable(graph: nx.DiGraph) -> nx.DiGraph:
+    nodes = attributes(graph)
     for node in topological_order(graph):
-        attrs = graph.nodes[node]
+        attrs = nodes[node]
         fused = REGISTRY[attrs["op"]].stable
         if not fused:
             continue
@@ -71,18 +72,24 @@ def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
     kept = set(keep)
     nodes = attributes(graph)
     seen: dict = {}                               # what a node computes -> the first node computing it
+    # Only backward nodes are looked up in `seen`, so a node of an op no backward node has is
+    # never found there, and neither is a leaf (each is its own): their keys are not computed.
+    backward_ops = {attrs["op"] for attrs in nodes.values() if attrs.get("role") == "backward"}
     for node in topological_order(graph):
         attrs = nodes[node]
-        key = computation(graph, node)
-        if attrs.get("role") != "backward" or node in kept:
-            seen.setdefault(key, node)
+        op = REGISTRY[attrs["op"]]
+        if op.leaf:
             continue
+        if attrs.get("role") != "backward" or node in kept:
+            if attrs["op"] in backward_ops:
+                seen.setdefault(computation(graph, node), node)
+            continue
+        key = computation(graph, node)
         if key in seen and "grad_of" not in attrs:    # computed already: read that instead
             redirect(graph, node, seen[key])
             continue
         if not (attrs["op"] == "const" and "grad_of" in attrs):   # the seed ∂objective/∂objective = 1
             seen.setdefault(key, node)                          # stays apart from the rules' constants
-        op = REGISTRY[attrs["op"]]
         if attrs["op"] == "broadcast_like":
             bypass_broadcast(graph, node, key[1][0])
             continue
@@ -102,7 +109,7 @@ def simplify_backward(graph: nx.DiGraph, keep: list) -> nx.DiGraph:
 def computation(graph: nx.DiGraph, node) -> tuple:
     """What a node computes, as a key: equal keys, equal values (common subexpressions). Leaves
     are their own; a constant is its value."""
-    attrs = graph._node[node]
+    attrs = attributes(graph)[node]
     op = REGISTRY[attrs["op"]]
     if op.leaf:
         return ("leaf", node)
@@ -114,12 +121,13 @@ def computation(graph: nx.DiGraph, node) -> tuple:
 
 
 def is_constant(graph: nx.DiGraph, node, value: float) -> bool:
-    attrs = graph.nodes[node]
+    attrs = attributes(graph)[node]
     return attrs["op"] == "const" and np.shape(attrs["value"]) == () and float(attrs["value"]) == value
 
 
 def same_layout(graph: nx.DiGraph, a, b) -> bool:
-    x, y = graph.nodes[a], graph.nodes[b]
+    nodes = attributes(graph)
+    x, y = nodes[a], nodes[b]
     return x["shape"] == y["shape"] and x["batched"] == y["batched"]
 
 

@@ -82,6 +82,22 @@ def test_rule_builders_receive_the_tokens_lark_trees_keep():
     assert not {s.name for s in terminals if s.filter_out} & NAMED_TERMINALS
 
 
+@pytest.mark.parametrize("frozen", [False, True])
+def test_compiling_leaves_frozen_objects_frozen(frozen):
+    """What a section built goes to the oldest generation through gc.freeze and gc.unfreeze,
+    which would unfreeze what someone else froze: then the young generations are collected."""
+    sentinel = [object()]
+    if frozen:
+        gc.freeze()
+    try:
+        model = nndsl.compile(chain(300))               # enough objects for the collector to start
+        model.grad(None, x=np.ones(4))
+        assert any(o is sentinel for o in gc.get_objects()) is not frozen
+        assert gc.get_freeze_count() > 0 if frozen else gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_compiling_leaves_the_garbage_collector_as_it_was(enabled):
     was = gc.isenabled()
