@@ -100,7 +100,8 @@ def descend(p, direction, lr: float, scratch: bool):
     """p − lr · direction, as a new array. When `direction` is scratch (no one else holds it) the
     result is written into it: (−lr · d) + p rounds exactly as p − lr · d does, and saves an
     allocation on every step."""
-    if scratch and type(direction) is np.ndarray and direction.dtype == p.dtype and direction.shape == p.shape:
+    if scratch and type(direction) is np.ndarray and direction.shape == p.shape and \
+            (direction.dtype is p.dtype or direction.dtype == p.dtype):
         direction *= -lr                        # in-place operators: cheaper calls than out=
         direction += p
         return direction

@@ -265,8 +265,8 @@ class Trainer:
     def count_correct(self, extra: list) -> tuple[int, int]:
         if self.accuracy_node is None:
             return 0, 0
-        right = np.asarray(self.accuracy_node[0](*extra))
-        return int(np.count_nonzero(right)), right.size
+        right = self.accuracy_node[0](*extra)
+        return int(np.count_nonzero(right)), np.size(right)
 
     # ---- running ---------------------------------------------------------------------------
     def run(self, on_epoch=None, checkpoint=None, checkpoint_every: int = 1) -> History:
