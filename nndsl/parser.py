@@ -321,6 +321,11 @@ _builder = ToSyntax()
 _parser = Lark(grammar_text(), parser="lalr", start=["start", "value", "flag_value"], keep_all_tokens=True,
                maybe_placeholders=True, postlex=_postlex, transformer=_builder,
                lexer_callbacks={"COMMENT": _comments.append})
+# Lark names most rules by the grammar's own Token, a str whose == is a Python method, and looks
+# the name up in the parse table after each reduction: a plain str compares in C (about 4% of
+# parsing).
+for _rule in _parser.rules:
+    _rule.origin.name = str(_rule.origin.name)
 
 
 def parse_index(number: S.Number) -> int:
