@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import NndslError
-from .graph import GraphBuilder, arguments, attributes, span_of, topological_order
+from .graph import GraphBuilder, arguments, attributes, copy_graph, span_of, topological_order
 from .interpreter import needed
 from .ops import REGISTRY, broadcast
 
@@ -84,7 +84,7 @@ def differentiate(graph: nx.DiGraph, objective, wrt: list, copy: bool = True) ->
     if graph.nodes[objective]["shape"] != () or graph.nodes[objective]["batched"]:
         raise ValueError("can only differentiate an unbatched scalar")
     if copy:
-        graph = graph.copy()
+        graph = copy_graph(graph)
     builder = GraphBuilder(graph, role="backward")
     d = RuleBuilder(builder)
     nodes = builder.nodes

@@ -18,9 +18,10 @@ from .ops import REGISTRY, ShapeError, fmt_shape
 
 
 # The passes over big graphs read networkx's own dicts (`graph._node`: {node: attributes};
-# `graph._pred`, `graph._succ`: {node: {neighbour: edge attributes}}), never writing them: its
-# views (`graph.nodes[n]`, `graph.pred[n]`) cost several Python calls per access, which over
-# tens of thousands of nodes added up to a good part of the time spent compiling.
+# `graph._pred`, `graph._succ`: {node: {neighbour: edge attributes}}): its views
+# (`graph.nodes[n]`, `graph.pred[n]`) cost several Python calls per access, which over tens of
+# thousands of nodes added up to a good part of the time spent compiling. Only GraphBuilder.add
+# and copy_graph write them, exactly as networkx's add_node, add_edge and copy would.
 def attributes(graph: nx.DiGraph) -> dict:
     """{node: its attribute dict}, the graph's own (changing an attribute changes the graph)."""
     return graph._node
@@ -84,6 +85,22 @@ def topological_order(graph: nx.DiGraph, nodes=None) -> list:
     return order
 
 
+def copy_graph(graph: nx.DiGraph) -> nx.DiGraph:
+    """`graph.copy()`: the same nodes, edges and attribute dicts (each copied), in the same order,
+    built straight into networkx's dicts (half the time of its add_nodes_from and add_edges_from,
+    which check each node and edge)."""
+    new = graph.__class__()
+    new.graph.update(graph.graph)
+    succ, pred, nodes = new._succ, new._pred, new._node
+    for node, attrs in graph._node.items():
+        succ[node], pred[node], nodes[node] = {}, {}, attrs.copy()
+    for source, targets in graph._succ.items():
+        out = succ[source]
+        for target, data in targets.items():
+            out[target] = pred[target][source] = data.copy()
+    return new
+
+
 def span_of(graph: nx.DiGraph, node) -> Span | None:
     span = graph.nodes[node].get("span")
     return Span(*span) if span else None
@@ -100,6 +117,7 @@ class GraphBuilder:
     def __init__(self, graph: nx.DiGraph | None = None, role: str = "forward"):
         self.graph = graph if graph is not None else nx.DiGraph()
         self.nodes = attributes(self.graph)
+        self.succ, self.pred = self.graph._succ, self.graph._pred
         self.role = role
         self.next_id = max(self.graph.nodes, default=-1) + 1
         self.shapes: dict = {}          # shape -> the one tuple the nodes of that shape share
@@ -130,19 +148,24 @@ class GraphBuilder:
         shape = self.shapes.setdefault(shape, shape)
         node = self.next_id
         self.next_id += 1
-        graph = self.graph
-        graph.add_node(node, op=opname, shape=shape, batched=batched, name=name,
-                       span=span if span is None or type(span) is tuple else span.as_tuple(), scope=scope,
-                       call=call, role=self.role, **attrs)
+        # What graph.add_node and graph.add_edge would do, in the same order, without their checks
+        # (the node is new, its arguments are nodes, and each edge is new): half the time of
+        # building the nodes of a big graph. Nothing networkx cached about the graph holds.
+        succ, pred = self.succ, self.pred
+        succ[node], pred[node] = {}, {}
+        nodes[node] = {"op": opname, "shape": shape, "batched": batched, "name": name,
+                       "span": span if span is None or type(span) is tuple else span.as_tuple(), "scope": scope,
+                       "call": call, "role": self.role, **attrs}
+        nx._clear_cache(self.graph)
         if len(args) == 1 or (len(args) == 2 and args[0] != args[1]):     # the common cases
             for pos, a in enumerate(args):
-                graph.add_edge(a, node, arg=pos, positions=READ_AT[pos])
+                succ[a][node] = pred[node][a] = {"arg": pos, "positions": READ_AT[pos]}
             return node
         positions: dict = {}            # argument -> where it is read, in order of first reading
         for pos, a in enumerate(args):
             positions[a] = positions.get(a, ()) + (pos,)
         for a, where in positions.items():
-            graph.add_edge(a, node, arg=where[0], positions=where)
+            succ[a][node] = pred[node][a] = {"arg": where[0], "positions": where}
         return node
 
     def const(self, value, span: Span | None = None, **attrs):

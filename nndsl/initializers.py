@@ -66,14 +66,22 @@ def bad_number(e):
     raise NndslError("expected a number", e.span)
 
 
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The parameter's own random stream, seeded by (seed, name)."""
+    words = [seed, zlib.crc32(name.encode("utf-8"))]
+    # NumPy turns a list into 32-bit words an int at a time (one of 2^32 or more makes several);
+    # the same words as an array are the same seed, set up in half the time.
+    return np.random.default_rng(np.array(words, dtype=np.uint32) if seed < 2**32 else words)
+
+
 def draw(init: Init, name: str, shape: tuple, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
     if init.kind == "zeros":
         return np.zeros(shape)
     if init.kind == "ones":
         return np.ones(shape)
     if init.kind == "value":
         return np.broadcast_to(init.args[0], shape).copy()
+    rng = stream(seed, name)
     if init.kind == "normal":
         return rng.normal(0.0, init.args[0], shape)
     if init.kind == "uniform":

@@ -16,7 +16,7 @@ from . import syntax as S
 from .autodiff import batch_mean, differentiate
 from .data import parse_value, read_data_file
 from .errors import NndslError, closest, file_error
-from .graph import GraphBuilder, attributes, span_of
+from .graph import GraphBuilder, attributes, copy_graph, span_of
 from .initializers import draw, parse_init
 from .interpreter import ALL, all_values, execute, first_nonfinite, needed, schedule
 from .lower import lower
@@ -460,7 +460,7 @@ class Model:
         if cached is None:
             self.require_loss()
             with collector_paused():
-                graph = self.graph.copy()
+                graph = copy_graph(self.graph)
                 cached = self._grad_graphs["objective"] = (graph, batch_mean(GraphBuilder(graph), self.lowered.loss[1]))
         return cached
 
@@ -489,7 +489,7 @@ class Model:
             self.require_loss()
             nodes = [self.lowered.named[name] for name in wrt]
             with collector_paused():
-                graph = self.graph.copy()           # one copy: the objective and the backward graph go in it
+                graph = copy_graph(self.graph)      # one copy: the objective and the backward graph go in it
                 objective = batch_mean(GraphBuilder(graph), self.lowered.loss[1])
                 graph, grads = differentiate(graph, objective, nodes, copy=False)
                 simplify_backward(graph, [objective, *grads.values()])
@@ -530,7 +530,7 @@ class Model:
         if cached is None:
             graph, objective, grads = self.gradient_graph(wrt)
             with collector_paused():
-                graph = graph.copy()
+                graph = copy_graph(graph)
                 builder = GraphBuilder(graph, role="backward")
                 terms = []
                 directions = {}

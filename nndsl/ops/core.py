@@ -132,6 +132,9 @@ def lookup(name: str) -> Op | None:
 def broadcast(*shapes: Shape) -> Shape:
     if shapes and all(s == shapes[0] for s in shapes):
         return tuple(shapes[0])         # the common case, without NumPy's slower general rule
+    shaped = [s for s in shapes if s != ()]
+    if shaped and all(s == shaped[0] for s in shaped):
+        return tuple(shaped[0])         # scalars beside one shape (`2 * x`): that shape
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
