@@ -27,7 +27,7 @@ from .graph import arguments, span_of
 from .interpreter import all_values, execute, first_nonfinite, quiet, run
 from .model import check_memory
 from .ops import REGISTRY, class_indices
-from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate
+from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate, step_all
 from .settings import Settings
 
 CHECKPOINT_FORMAT = "nndsl-checkpoint-1"
@@ -347,10 +347,8 @@ class Trainer:
         pos.correct, pos.answers = pos.correct + c, pos.answers + a
         self.lr = learning_rate(self.schedule, s.schedule_args, s.lr, pos.step, pos.epoch, s.epochs)
         pos.step += 1
-        update, h, t = self.optimizer.update, s.hypers, pos.step
         self.previous, self.previous_batch = self.params, batch
-        self.params = {name: update(self.params[name], g, self.state[name], h, self.lr, t)
-                       for name, g in zip(self.names, grads)}
+        self.params = step_all(self.optimizer, self.names, self.params, grads, self.state, s.hypers, self.lr, pos.step)
         pos.batch += 1
         return True
 
