@@ -356,3 +356,20 @@ def test_kernels_against_a_scalar_equal_numpy(opname, shape, dtype):
             for value in got:
                 assert value.dtype == dtype and value.shape == x.shape
                 np.testing.assert_array_equal(value, expected)
+
+
+@pytest.mark.parametrize("shape", [(3,), (4, 10), (32, 10), (128, 10), (5, 7, 10), (64, 64), (64, 65), (17, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_is_numpys_maximum_along_the_last_axis(shape, dtype):
+    """Softmax and log-sum-exp take the largest element of each row from a transposed copy
+    when rows are short and many: the same values as np.maximum.reduce, NaN and -0.0 included."""
+    from nndsl.ops.reductions import row_max
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::13] = np.nan
+    x.reshape(-1)[1::11] = -0.0
+    x.reshape(-1)[2::17] = -np.inf
+    got, expected = row_max(x), np.maximum.reduce(x, axis=-1, keepdims=True)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))

