@@ -166,6 +166,22 @@ def per_sample_axes(shape: Shape) -> tuple:
     return tuple(range(-len(shape), 0))
 
 
+_ones: dict = {}
+
+
+def ones(n: int, dtype):
+    """n ones of `dtype`, read-only and kept: a matrix-vector product with them sums along an
+    axis several times faster than NumPy's reduction when the axis is short or the outer one."""
+    key = (n, dtype)
+    row = _ones.get(key)
+    if row is None:
+        if len(_ones) >= 64:
+            _ones.clear()
+        row = _ones[key] = np.ones(n, dtype)
+        row.flags.writeable = False
+    return row
+
+
 def aligned(fn, info: KernelInfo):
     """`fn` of operands that broadcast per sample: a batched operand of lower per-sample rank
     gets ones after its batch axis (`[B]` + `[n]` means `[B, 1]` + `[n]`)."""
