@@ -14,7 +14,6 @@ nothing from a model file is ever part of it.
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass
 
 import networkx as nx
