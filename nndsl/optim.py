@@ -126,10 +126,7 @@ def sgd_update(p, g, state, h, lr, t):
 
 
 def step_all(entry: Optimizer, names: list, params: dict, grads: list, state: dict, h: dict, lr: float, t: int) -> dict:
-    """The parameters after one step: {name: `entry.update` of it}. Plain SGD (no momentum, no
-    weight decay) is p − lr g written into each gradient, without a call per parameter."""
-    if entry.update is sgd_update and not h["momentum"] and not h["weight_decay"]:
-        return {name: descend(params[name], g, lr, scratch=True) for name, g in zip(names, grads)}
+    """The parameters after one step: {name: `entry.update` of it}."""
     update = entry.update
     return {name: update(params[name], g, state[name], h, lr, t) for name, g in zip(names, grads)}
 

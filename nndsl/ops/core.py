@@ -166,20 +166,30 @@ def per_sample_axes(shape: Shape) -> tuple:
     return tuple(range(-len(shape), 0))
 
 
-_ones: dict = {}
+_kept: dict = {}
+
+
+def kept(key, make, *args):
+    """The read-only array `make(*args)`, made once and kept under `key`: vectors of ones, ranges
+    and rows of a constant the kernels read at every step. At most 256 are kept."""
+    array = _kept.get(key)
+    if array is None:
+        if len(_kept) >= 256:
+            _kept.clear()
+        array = _kept[key] = make(*args)
+        array.flags.writeable = False
+    return array
 
 
 def ones(n: int, dtype):
-    """n ones of `dtype`, read-only and kept: a matrix-vector product with them sums along an
-    axis several times faster than NumPy's reduction when the axis is short or the outer one."""
-    key = (n, dtype)
-    row = _ones.get(key)
-    if row is None:
-        if len(_ones) >= 64:
-            _ones.clear()
-        row = _ones[key] = np.ones(n, dtype)
-        row.flags.writeable = False
-    return row
+    """n ones of `dtype`, kept: a matrix-vector product with them sums along an axis several
+    times faster than NumPy's reduction when the axis is short or the outer one."""
+    return kept(("ones", n, dtype), np.ones, n, dtype)
+
+
+def arange(n: int):
+    """np.arange(n), kept (kernels index rows and classes with it at every step)."""
+    return kept(("arange", n), np.arange, n)
 
 
 def aligned(fn, info: KernelInfo):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import aligned, ATOM, broadcast, call, defop, Form, infix, latex_call, onnx_same, paren, Printed, same
+from .core import aligned, ATOM, broadcast, call, defop, Form, infix, kept, latex_call, onnx_same, paren, Printed, same
 
 
 def stable_softplus(x):
@@ -104,19 +104,11 @@ defop("pow", arity=2, shape=broadcast, callable=False, forward=np.power, element
 
 
 ROW = 1 << 14                   # elements in a row of one repeated scalar (64 KiB in float32)
-_rows: dict = {}
 
 
 def scalar_row(c):
     """A read-only row of ROW copies of the 0-d array c, kept per dtype and value (NaN included)."""
-    key = (c.dtype.str, c.tobytes())
-    row = _rows.get(key)
-    if row is None:
-        if len(_rows) >= 64:
-            _rows.clear()
-        row = _rows[key] = np.full(ROW, c, c.dtype)
-        row.flags.writeable = False
-    return row
+    return kept(("row", c.dtype.str, c.tobytes()), np.full, ROW, c, c.dtype)
 
 
 def against_scalar(ufunc):

@@ -12,10 +12,10 @@ from math import prod
 
 import numpy as np
 
-from .core import aligned, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, Shape, ShapeError
+from .core import aligned, arange, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, Shape, ShapeError
 from .elementwise import onnx_step
 from .reductions import log_softmax_fwd
-from .plumbing import arange, indices, onnx_class_mask
+from .plumbing import indices, onnx_class_mask
 
 
 def pairwise_loss(y: Shape, t: Shape) -> Shape:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import pad_key
-from .core import ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, ones, onnx_same, paren, Printed, py_axes, same, same_shapes, scalar, Shape, ShapeError
+from .core import arange, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, ones, onnx_same, paren, Printed, py_axes, same, same_shapes, scalar, Shape, ShapeError
 
 
 def sum_to_kernel(info: KernelInfo):
@@ -58,20 +58,6 @@ def class_indices(k, n):
         value = idx.reshape(-1)[np.flatnonzero(bad)[0]]
         raise FloatingPointError(f"class index {value:g} is not an integer in [0, {n})")
     return as_int
-
-
-_aranges: dict = {}
-
-
-def arange(n: int):
-    """np.arange(n), read-only and kept (kernels index rows and classes with it at every step)."""
-    row = _aranges.get(n)
-    if row is None:
-        if len(_aranges) >= 64:
-            _aranges.clear()
-        row = _aranges[n] = np.arange(n)
-        row.flags.writeable = False
-    return row
 
 
 def indices(info: KernelInfo, k, n):
