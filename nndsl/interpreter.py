@@ -195,11 +195,15 @@ def fold(plan: Plan, batch: int | None) -> tuple[dict, set]:
     folded = set()
     for i, (fn, args, out, _, _) in enumerate(plan.steps):
         if i in plan.batch_only and batch is not None:
-            known[out] = fn(*[BatchOf(batch)] * len(args))
+            value = fn(*[BatchOf(batch)] * len(args))
         elif args and all(a in known for a in args):
-            known[out] = fn(*[known[a] for a in args])
+            value = fn(*[known[a] for a in args])
         else:
             continue
+        # A read-only array: a NumPy scalar (what ufuncs make of 0-d operands) would be converted
+        # by every ufunc reading it, which costs twice as much as a 0-d array (`ops.number`).
+        known[out] = value = np.array(value)
+        value.flags.writeable = False
         folded.add(i)
     return known, folded
 

@@ -7,8 +7,9 @@ formula and what its `t` counts. The training loop, the `train` statement, the C
 the documentation all read these tables; nothing else lists optimizers or schedules.
 
 Update rules follow PyTorch's `torch.optim` exactly (same order of operations), so a run can be
-compared with PyTorch to rounding. They return the new parameter as a new array and update
-their state arrays in place: the caller keeps the previous parameters for as long as it likes.
+compared with PyTorch to rounding. They update every parameter in one call, return the new
+parameters as new arrays and update their state arrays in place: the caller keeps the previous
+parameters for as long as it likes.
 """
 from __future__ import annotations
 
@@ -75,8 +76,10 @@ class Optimizer:
     hypers: tuple               # of Hyper, in positional order; `lr` first
     doc: str                    # one line, with the update formula
     state: tuple                # names of the per-parameter state arrays
-    # (p, g, state dict, h dict, lr, t) -> the new p, a new array; t = 1, 2, ... counts the steps.
-    # g is the caller's scratch: the rule may overwrite it.
+    # (ps, gs, states, h dict, lr, t) -> the new parameters, a list of new arrays: every parameter
+    # in one call (as torch.optim's `foreach` implementations), so that a step over many small
+    # parameters pays for one call. states: a state dict per parameter; t = 1, 2, ... counts
+    # the steps. The gradients gs are the caller's scratch: the rule may overwrite them.
     update: Callable
     kind: ClassVar[str] = "optimizer"
 
@@ -96,54 +99,63 @@ def defoptimizer(name: str, **fields) -> Optimizer:
     return define(OPTIMIZERS, Optimizer, name, **fields)
 
 
-def descend(p, direction, lr: float, scratch: bool):
-    """p − lr · direction, as a new array. When `direction` is scratch (no one else holds it) the
-    result is written into it: (−lr · d) + p rounds exactly as p − lr · d does, and saves an
-    allocation on every step."""
-    if scratch and type(direction) is np.ndarray and direction.shape == p.shape and \
-            (direction.dtype is p.dtype or direction.dtype == p.dtype):
-        direction *= -lr                        # in-place operators: cheaper calls than out=
-        direction += p
+def descend(p, direction, step, scratch: bool):
+    """p − lr · direction, as a new array, `step` being −lr as a 0-d array of p's dtype
+    (`learning_step`: ufuncs take it twice as fast as a float, and round the same). When
+    `direction` is scratch (no one else holds it) the result is written into it:
+    (−lr · d) + p rounds exactly as p − lr · d does, and saves an allocation on every step."""
+    if scratch and type(direction) is np.ndarray and direction.shape == p.shape and direction.dtype == p.dtype:
+        np.multiply(direction, step, direction)
+        np.add(direction, p, direction)
         return direction
-    return np.asarray(p - lr * direction)        # 0-d stays an array, not a NumPy scalar
+    return np.asarray(p + step * direction)      # 0-d stays an array, not a NumPy scalar
 
 
-def sgd_update(p, g, state, h, lr, t):
-    if h["weight_decay"]:
-        g = g + h["weight_decay"] * p
-    mu = h["momentum"]
-    if mu:
-        buf = state["momentum_buffer"]
-        if t == 1:
-            buf[...] = g
-        else:
-            buf *= mu
-            buf += (1 - h["dampening"]) * g
-        if not h["nesterov"]:
-            return descend(p, buf, lr, scratch=False)
-        g = g + mu * buf
-    return descend(p, g, lr, scratch=True)
+def learning_step(lr: float, ps: list):
+    """−lr as a 0-d array of the parameters' dtype, for `descend`."""
+    return np.array(-lr, ps[0].dtype if ps else np.float64)
 
 
-def step_all(entry: Optimizer, names: list, params: dict, grads: list, state: dict, h: dict, lr: float, t: int) -> dict:
-    """The parameters after one step: {name: `entry.update` of it}."""
-    update = entry.update
-    return {name: update(params[name], g, state[name], h, lr, t) for name, g in zip(names, grads)}
+def sgd_update(ps, gs, states, h, lr, t):
+    step = learning_step(lr, ps)
+    wd, mu = h["weight_decay"], h["momentum"]
+    if not wd and not mu:                       # plain SGD: θ − αg, into the gradient
+        return [descend(p, g, step, True) for p, g in zip(ps, gs)]
+    out = []
+    for p, g, state in zip(ps, gs, states):
+        if wd:
+            g = g + wd * p
+        if mu:
+            buf = state["momentum_buffer"]
+            if t == 1:
+                buf[...] = g
+            else:
+                buf *= mu
+                buf += (1 - h["dampening"]) * g
+            if not h["nesterov"]:
+                out.append(descend(p, buf, step, scratch=False))
+                continue
+            g = g + mu * buf
+        out.append(descend(p, g, step, scratch=True))
+    return out
 
 
-def adam_update(p, g, state, h, lr, t, decoupled=False):
-    if decoupled:
-        p = p * (1 - lr * h["weight_decay"])
-    elif h["weight_decay"]:
-        g = g + h["weight_decay"] * p
-    m, v = state["exp_avg"], state["exp_avg_sq"]
+def adam_update(ps, gs, states, h, lr, t, decoupled=False):
     b1, b2 = h["beta1"], h["beta2"]
-    m += (g - m) * (1 - b1)
-    v *= b2
-    v += (1 - b2) * g * g
-    step_size = lr / (1 - b1 ** t)
-    denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + h["eps"]
-    return descend(p, m / denom, step_size, scratch=True)
+    step = learning_step(lr / (1 - b1 ** t), ps)
+    out = []
+    for p, g, state in zip(ps, gs, states):
+        if decoupled:
+            p = p * (1 - lr * h["weight_decay"])
+        elif h["weight_decay"]:
+            g = g + h["weight_decay"] * p
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (g - m) * (1 - b1)
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + h["eps"]
+        out.append(descend(p, m / denom, step, scratch=True))
+    return out
 
 
 BETAS = (Hyper("beta1", 0.9, "fraction", "decay of the first moment"),
@@ -176,7 +188,7 @@ defoptimizer(
     doc="AdamW (Loshchilov & Hutter 2019), as torch.optim.AdamW: θ ← θ(1 − αλ), then Adam's "
         "step without the L2 term",
     state=("exp_avg", "exp_avg_sq"),
-    update=lambda p, g, state, h, lr, t: adam_update(p, g, state, h, lr, t, decoupled=True))
+    update=lambda ps, gs, states, h, lr, t: adam_update(ps, gs, states, h, lr, t, decoupled=True))
 
 
 def validate_optimizer(entry: Optimizer, h: dict) -> str | None:

@@ -27,7 +27,7 @@ from .graph import arguments, span_of
 from .interpreter import all_values, execute, first_nonfinite, quiet, run
 from .model import check_memory
 from .ops import REGISTRY, class_indices
-from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate, step_all
+from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate
 from .settings import Settings
 
 CHECKPOINT_FORMAT = "nndsl-checkpoint-1"
@@ -265,8 +265,8 @@ class Trainer:
     def count_correct(self, extra: list) -> tuple[int, int]:
         if self.accuracy_node is None:
             return 0, 0
-        right = self.accuracy_node[0](*extra)
-        return int(np.count_nonzero(right)), np.size(right)
+        right = self.accuracy_node[0](*extra)          # booleans, or a NumPy bool
+        return int(np.count_nonzero(right)), right.size
 
     # ---- running ---------------------------------------------------------------------------
     def run(self, on_epoch=None, checkpoint=None, checkpoint_every: int = 1) -> History:
@@ -348,7 +348,10 @@ class Trainer:
         self.lr = learning_rate(self.schedule, s.schedule_args, s.lr, pos.step, pos.epoch, s.epochs)
         pos.step += 1
         self.previous, self.previous_batch = self.params, batch
-        self.params = step_all(self.optimizer, self.names, self.params, grads, self.state, s.hypers, self.lr, pos.step)
+        ps = self.params
+        new = self.optimizer.update([ps[n] for n in self.names], grads, [self.state[n] for n in self.names],
+                                    s.hypers, self.lr, pos.step)
+        self.params = dict(zip(self.names, new))
         pos.batch += 1
         return True
 
@@ -489,4 +492,4 @@ def accuracy_node(model):
     rule = REGISTRY[graph.nodes[node]["op"]].correct
     if rule is None:
         return None
-    return rule, tuple(arguments(graph, node))
+    return rule(model.dtype), tuple(arguments(graph, node))

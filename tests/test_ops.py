@@ -373,3 +373,28 @@ def test_row_max_is_numpys_maximum_along_the_last_axis(shape, dtype):
     assert got.shape == expected.shape and got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
     assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+@pytest.mark.parametrize("shapes", [((), ()), ((), (5,)), ((5,), ()), ((), (3, 4)), ((3, 4), ()), ((5,), (5,)),
+                                    ((3, 4), (3, 4)), ((3, 1), (1, 4)), ((4,), (3, 4))])
+@pytest.mark.parametrize("batch", [1, 7, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_reduced_elementwise_kernels_sum_the_per_sample_values(shapes, batch, dtype):
+    """A batch-reduced node's value is the sum over the batch of its per-sample values: `mul`
+    with one number per sample computes it as one matrix-vector product (`batch_kernel`), the
+    others sum afterwards (a product with ones for a scalar or vector per sample). Both are
+    NumPy's product and sum over the batch, to rounding, in the dtype, with NaN and inf kept."""
+    rng = np.random.default_rng(batch)
+    a, b = (rng.standard_normal((batch,) + s).astype(dtype) for s in shapes)
+    a.reshape(-1)[3::11] = np.inf
+    b.reshape(-1)[5::13] = np.nan
+    out = np.broadcast_shapes(*shapes)
+    pads = [(slice(None),) + (None,) * (len(out) - len(s)) for s in shapes]
+    for opname, ufunc in (("mul", np.multiply), ("add", np.add), ("sub", np.subtract)):
+        fn = kernel(REGISTRY[opname], KernelInfo(out, False, shapes, (True, True), {}, np.dtype(dtype)))
+        with np.errstate(invalid="ignore"):        # inf - inf in the sums: NaN, on both sides
+            got = np.asarray(fn(a, b))
+            expected = ufunc(a[pads[0]], b[pads[1]]).sum(axis=0, dtype=np.float64)
+        assert got.shape == out and got.dtype == dtype, opname
+        np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5, err_msg=opname)
+        assert np.array_equal(np.isnan(got), np.isnan(expected)) and np.array_equal(np.isinf(got), np.isinf(expected))

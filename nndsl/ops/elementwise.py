@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import aligned, ATOM, broadcast, call, defop, Form, infix, kept, latex_call, onnx_same, paren, Printed, same
+from .core import aligned, ATOM, broadcast, call, defop, Form, infix, kept, latex_call, number, onnx_same, paren, Printed, same
 
 
 def stable_softplus(x):
@@ -59,9 +59,25 @@ def latex_mul(info, a, b):
     return f"{paren(*a, 2)} \\odot {paren(*b, 3)}", 2
 
 
+def mul_over_batch(info):
+    """Σ over the batch of a b, where one operand is one number per sample: a product of that
+    vector with the other operand's samples as rows, one matrix-vector product instead of a
+    product per element and a reduction (the gradient of w in w · h)."""
+    (sa, sb), shape = info.arg_shapes, info.shape
+    if not all(info.arg_batched) or info.dtype.kind != "f" or () not in (sa, sb):
+        return None
+    dot = np.dot
+    swap = sa != ()                             # the vector of numbers goes first
+    if len(sa + sb) <= 1:
+        return (lambda a, b: dot(b, a)) if swap else dot
+    if swap:
+        return lambda a, b: dot(b, a.reshape(len(a), -1)).reshape(shape)
+    return lambda a, b: dot(a, b.reshape(len(b), -1)).reshape(shape)
+
+
 defop("mul", arity=2, shape=broadcast, callable=False, forward=np.multiply, elementwise=True, symbol="*", units={0: 1.0, 1: 1.0},
       onnx=onnx_same("Mul"),
-      batch_reducible=True,
+      batch_reducible=True, batch_kernel=mul_over_batch,
       doc="elementwise product, and scaling by a scalar",
       signature="a * b or a ⊙ b or s x (s a scalar)", formula="a b per element, broadcasting",
       derivative="∂/∂a = b, ∂/∂b = a",
@@ -178,7 +194,7 @@ def tie_mask(a, b):
     mask = (a > b).astype(np.result_type(a, b))
     ties = a == b
     if np.count_nonzero(ties):                      # cheaper than ties.any() on small arrays
-        mask = np.where(ties, mask.dtype.type(0.5), mask)
+        mask = np.where(ties, number(0.5, mask.dtype), mask)
     return mask
 
 
@@ -218,8 +234,8 @@ def make_sigmoid(one):
     """1 / (1 + exp(-x)), good to a few ulps everywhere (exp(-logaddexp(0, -x)) would round the
     exponent first). Below about -88 in float32 (-709 in float64) exp(-x) overflows to inf and the
     result is 0, the correctly rounded value but for subnormals: the op is `overflows`, so plans
-    holding it run without overflow warnings. `one` is 1 in the kernel's dtype (a NumPy scalar
-    of the dtype, and `out` given by position, make the calls on small arrays cheaper)."""
+    holding it run without overflow warnings. `one` is 1 in the kernel's dtype (a 0-d array of
+    the dtype, `number`, and `out` given by position make the calls on small arrays cheaper)."""
     def sigmoid(x):
         e = np.negative(x)
         if type(e) is not np.ndarray:               # a NumPy scalar
@@ -234,7 +250,7 @@ sigmoid_fwd = make_sigmoid(1.0)
 
 
 defop("sigmoid", arity=1, shape=same, forward=sigmoid_fwd, elementwise=True, aliases=("σ",), overflows=True,
-      kernel_factory=lambda info: make_sigmoid(info.dtype.type(1)),
+      kernel_factory=lambda info: make_sigmoid(number(1, info.dtype)),
       onnx=onnx_same("Sigmoid"),
       doc="logistic sigmoid, from the reals to (0, 1)",
       signature="sigmoid(z)", formula="1 / (1 + e^(−z)); 0 where e^(−z) overflows (z below about −88 in float32), without a warning",
@@ -261,7 +277,7 @@ sigmoid_grad_fwd = make_sigmoid_grad(1.0, 0.5)
 
 
 defop("sigmoid_grad", arity=1, shape=same, forward=sigmoid_grad_fwd, elementwise=True, callable=False, overflows=True,
-      kernel_factory=lambda info: make_sigmoid_grad(info.dtype.type(1), info.dtype.type(0.5)),
+      kernel_factory=lambda info: make_sigmoid_grad(number(1, info.dtype), number(0.5, info.dtype)),
       onnx=lambda e, x: e("Div", e.const(0.5), e("Add", e.const(1.0), e("Cosh", x))),
       doc="the sigmoid's derivative, made by the differentiator",
       signature="internal: made by the differentiator (the gradient of σ)",

@@ -12,7 +12,7 @@ from math import prod
 
 import numpy as np
 
-from .core import aligned, arange, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, paren, per_sample_axes, Printed, py_aligned, py_axes, Shape, ShapeError
+from .core import aligned, arange, at_least_vector, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, number, paren, per_sample_axes, Printed, py_aligned, py_axes, Shape, ShapeError
 from .elementwise import onnx_step
 from .reductions import log_softmax_fwd
 from .plumbing import indices, onnx_class_mask
@@ -41,18 +41,19 @@ def clamped_log(x):
         return np.maximum(np.log(x), -100.0)
 
 
-def per_sample_mean(per_element):
-    """Kernel factory of a loss: `per_element` of the aligned operands, then the mean over one
-    sample's elements (axes and count fixed once, when the kernel is built)."""
+def per_sample_mean(per_element, typed: bool = False):
+    """Kernel factory of a loss: `per_element` of the aligned operands (`typed`: the function
+    `per_element(dtype)` returns), then the mean over one sample's elements (axes and count fixed
+    once, when the kernel is built)."""
     def factory(info: KernelInfo):
-        fn = aligned(per_element, info)
+        fn = aligned(per_element(info.dtype) if typed else per_element, info)
         shape = broadcast(*info.arg_shapes)
         if not shape:
             return fn
         if prod(shape) == 1:                     # one element per sample: its value, a view
             key = (Ellipsis,) + (0,) * len(shape)
             return lambda *xs: fn(*xs)[key]
-        axes, scale = per_sample_axes(shape), info.dtype.type(1 / prod(shape))
+        axes, scale = per_sample_axes(shape), number(1 / prod(shape), info.dtype)
         return lambda *xs: np.add.reduce(fn(*xs), axis=axes) * scale
     return factory
 
@@ -65,7 +66,7 @@ def class_mean(per_class):
         shape = broadcast(*info.arg_shapes)[:-1]
         if not shape:
             return lambda *xs: np.add.reduce(fn(*xs), axis=-1)
-        axes, scale = tuple(a - 1 for a in per_sample_axes(shape)), info.dtype.type(1 / prod(shape))
+        axes, scale = tuple(a - 1 for a in per_sample_axes(shape)), number(1 / prod(shape), info.dtype)
         return lambda *xs: np.add.reduce(fn(*xs), axis=axes + (-1,)) * scale
     return factory
 
@@ -133,16 +134,27 @@ def onnx_square(e, x):
     return e("Mul", x, x)
 
 
-def same_class(p, t):
-    return np.argmax(p, axis=-1) == np.argmax(t, axis=-1)
+# What a correct answer is (the `correct` slot): given the dtype of the values, a function of the
+# prediction and the target, True per correct answer. Its constants are 0-d arrays of the dtype
+# (`number`): a comparison with a Python float costs twice as much.
+def same_class(dtype):
+    return lambda p, t: np.argmax(p, axis=-1) == np.argmax(t, axis=-1)
 
 
 def same_side(threshold):
-    return lambda y, t: (y > threshold) == (t > 0.5)
+    def rule(dtype):
+        at, half = number(threshold, dtype), number(0.5, dtype)
+        return lambda y, t: np.greater(y, at) == np.greater(t, half)
+    return rule
 
 
-def same_sign(y, t):
-    return y * t > 0
+def same_sign(dtype):
+    zero = number(0, dtype)
+    return lambda y, t: np.greater(np.multiply(y, t), zero)
+
+
+def same_index(dtype):
+    return lambda p, k: np.argmax(p, axis=-1) == k
 
 
 def py_per_sample_mean(elements: str):
@@ -256,10 +268,13 @@ def onnx_bce_logits(e, z, t):
     return e("Add", e("Mul", z, e("Sub", onnx_step(e, z), t)), e("Softplus", e("Neg", e("Abs", z))))
 
 
-def bce_logits_elements(z, t):
+def bce_logits_elements(dtype):
     """max(z, 0) - z t + log(1 + exp(-|z|)), the first two terms as the one product z (1 - t) or
-    -z t: for z large and t near 1, z - z t would cancel the digits of z t."""
-    return z * ((z > 0) - t) + np.log1p(np.exp(-np.abs(z)))
+    -z t: for z large and t near 1, z - z t would cancel the digits of z t. The step is
+    heaviside(z, 0), already in the dtype (a boolean z > 0 would be converted element by element);
+    where z is NaN it is NaN, as the result is anyway."""
+    zero = number(0, dtype)
+    return lambda z, t: z * (np.heaviside(z, zero) - t) + np.log1p(np.exp(-np.abs(z)))
 
 
 def torch_bce_logits(t, z, target):
@@ -267,7 +282,7 @@ def torch_bce_logits(t, z, target):
     return t.F.binary_cross_entropy_with_logits(z, target, reduction="none")
 
 
-defop("bce_logits", arity=2, correct=same_side(0.0), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_logits_elements),
+defop("bce_logits", arity=2, correct=same_side(0.0), shape=pairwise_loss, forward=None, kernel_factory=per_sample_mean(bce_logits_elements, typed=True),
       callable=False,
       onnx=onnx_pairwise_loss(onnx_bce_logits),
       doc="bce(sigmoid(z), t) computed from the logits z",
@@ -322,7 +337,7 @@ def sparse_ce_fwd(info, p, k):
     return -clamped_log(pick(p, indices(info, k, n)))
 
 
-defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=lambda p, k: np.argmax(p, axis=-1) == k, shape=sparse_class_loss, forward=sparse_ce_fwd,
+defop("sparse_cross_entropy", arity=2, class_index=(1, 0), correct=same_index, shape=sparse_class_loss, forward=sparse_ce_fwd,
       onnx=lambda e, p, k: e("Neg", onnx_clamped_log(e, onnx_pick(e, p, k))),
       stable={"softmax": ("log_softmax", "nll")},
       doc="cross entropy of class probabilities p of shape [n] against a class index k",
@@ -338,7 +353,7 @@ def nll_fwd(info, lp, k):
     return np.negative(pick(lp, indices(info, k, n)))
 
 
-defop("nll", arity=2, class_index=(1, 0), correct=lambda lp, k: np.argmax(lp, axis=-1) == k, shape=sparse_class_loss, forward=nll_fwd,
+defop("nll", arity=2, class_index=(1, 0), correct=same_index, shape=sparse_class_loss, forward=nll_fwd,
       onnx=lambda e, lp, k: e("Neg", onnx_pick(e, lp, k)),
       doc="negative log-likelihood of log-probabilities lp of shape [n] at a class index k (PyTorch's nll_loss)",
       signature="nll(lp, k)", formula="−lp[k]; k an integer in [0, n)",

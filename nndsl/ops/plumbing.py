@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import pad_key
-from .core import arange, ATOM, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, ones, onnx_same, paren, Printed, py_axes, same, same_shapes, scalar, Shape, ShapeError
+from .core import arange, ATOM, batch_total, broadcast, call, defop, fmt_shape, Form, KernelInfo, latex_call, onnx_same, paren, Printed, py_axes, same, same_shapes, scalar, Shape, ShapeError
 
 
 def sum_to_kernel(info: KernelInfo):
@@ -24,11 +24,8 @@ def sum_to_kernel(info: KernelInfo):
         offset = 0
     kept = tuple(offset + i for i, (s, d) in enumerate(zip(src[lead:], dst)) if d == 1 and s != 1)
     reduce = np.add.reduce
-    if axes == (0,) and not kept and len(src) <= 1 and info.dtype.kind == "f":
-        # The batch sum of a scalar or vector per sample (a bias's gradient): a matrix-vector
-        # product with ones costs 2-3x less than NumPy's reduction over the outer axis.
-        dot, dtype = np.dot, info.dtype
-        return lambda x: dot(ones(len(x), dtype), x) if x.dtype is dtype else reduce(x, axes)
+    if axes == (0,) and not kept and len(src) <= 1:
+        return batch_total(info.dtype)      # the batch sum of a scalar or vector per sample (a bias's gradient)
     if not kept:
         return (lambda x: reduce(x, axes)) if axes else (lambda x: x)
     if not axes:
