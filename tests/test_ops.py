@@ -398,3 +398,24 @@ def test_batch_reduced_elementwise_kernels_sum_the_per_sample_values(shapes, bat
         assert got.shape == out and got.dtype == dtype, opname
         np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5, err_msg=opname)
         assert np.array_equal(np.isnan(got), np.isnan(expected)) and np.array_equal(np.isinf(got), np.isinf(expected))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_class_indices_accept_whole_numbers_in_range_and_name_the_first_that_is_not(dtype):
+    from nndsl.ops import class_indices
+    good = np.array([0, 2, 9, -0.0, 1], dtype=dtype)
+    got = class_indices(good, 10)
+    assert got.dtype == np.intp and got.tolist() == [0, 2, 9, 0, 1]
+    assert class_indices(good.reshape(5, 1), 10).shape == (5, 1)
+    bad = [(10, "10"), (-1, "-1"), (1e30, "1e+30")]
+    if dtype != np.int64:
+        bad += [(2.5, "2.5"), (-0.5, "-0.5"), (np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")]
+    if dtype == np.float64:
+        bad += [(9.0000001, "9.0000001")]           # not 9, which %g would print
+    for value, text in bad:
+        if dtype == np.int64 and not -2**62 < value < 2**62:
+            continue
+        k = np.array([1, 2, value, 3, 10], dtype=dtype)
+        with np.errstate(invalid="ignore"), pytest.raises(FloatingPointError) as info:
+            class_indices(k, 10)
+        assert str(info.value) == f"class index {text} is not an integer in [0, 10)"
