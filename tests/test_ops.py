@@ -419,3 +419,43 @@ def test_class_indices_accept_whole_numbers_in_range_and_name_the_first_that_is_
         with np.errstate(invalid="ignore"), pytest.raises(FloatingPointError) as info:
             class_indices(k, 10)
         assert str(info.value) == f"class index {text} is not an integer in [0, 10)"
+
+
+@pytest.mark.parametrize("full, per_sample, batched", [((10,), (10,), False), ((32, 10), (10,), True),
+                                                        ((3, 4, 10), (4, 10), True), ((1, 1), (1,), True)])
+@pytest.mark.parametrize("checked", [False, True])
+def test_nll_log_softmax_grad_kernel_is_its_forward_bit_for_bit(full, per_sample, batched, checked):
+    """The kernel subtracts 1 at each row's class in the flat array; the forward, the reference,
+    subtracts a one-hot array: the same values, for contiguous and transposed log-probabilities."""
+    rng = np.random.default_rng(len(full))
+    info = KernelInfo(per_sample, batched, (per_sample, per_sample[:-1]), (batched, batched), {}, np.dtype(np.float32), checked)
+    fn = kernel(REGISTRY["nll_log_softmax_grad"], info)
+    lp = rng.standard_normal(full).astype(np.float32)
+    k = rng.integers(0, full[-1], full[:-1]).astype(np.float32)
+    expected = REGISTRY["nll_log_softmax_grad"].forward(info, lp, k)
+    for x in (lp, np.asfortranarray(lp)):
+        got = fn(x, k)
+        assert got.dtype == np.float32 and got.shape == full
+        np.testing.assert_array_equal(got, expected)
+    if not checked:
+        with pytest.raises(FloatingPointError):
+            fn(lp, np.full(full[:-1], full[-1], np.float32))
+
+
+@pytest.mark.parametrize("full, per_sample, batched", [((10,), (10,), False), ((32, 10), (10,), True),
+                                                        ((3, 4, 10), (4, 10), True), ((1, 1), (1,), True)])
+@pytest.mark.parametrize("checked", [False, True])
+def test_nll_kernel_is_its_forward_bit_for_bit(full, per_sample, batched, checked):
+    """The kernel reads each row's class at its flat position; the forward indexes rows and
+    columns: the same values, for contiguous and transposed log-probabilities."""
+    rng = np.random.default_rng(len(full))
+    info = KernelInfo(per_sample[:-1], batched, (per_sample, per_sample[:-1]), (batched, batched), {}, np.dtype(np.float64), checked)
+    fn = kernel(REGISTRY["nll"], info)
+    lp = rng.standard_normal(full)
+    k = rng.integers(0, full[-1], full[:-1]).astype(np.float64)
+    expected = REGISTRY["nll"].forward(info, lp, k)
+    for x in (lp, np.asfortranarray(lp)):
+        np.testing.assert_array_equal(fn(x, k), expected)
+    if not checked:
+        with pytest.raises(FloatingPointError):
+            fn(lp, np.full(full[:-1], -1.0))

@@ -353,7 +353,34 @@ def nll_fwd(info, lp, k):
     return np.negative(pick(lp, indices(info, k, n)))
 
 
-defop("nll", arity=2, class_index=(1, 0), correct=same_index, shape=sparse_class_loss, forward=nll_fwd,
+def class_positions(n: int):
+    """idx -> where each row's class idx lies in the rows of n classes laid flat, idx + n · row,
+    written into idx (a new array of integers, one per row); the rows' starts are kept per row
+    count. Reading or writing one element a row there costs less than indexing rows and columns."""
+    starts = {}
+
+    def positions(idx):
+        rows = len(idx)
+        at = starts.get(rows)
+        if at is None:
+            at = starts[rows] = np.arange(0, rows * n, n)
+        idx += at
+        return idx
+    return positions
+
+
+def nll_kernel(info: KernelInfo):
+    """`nll_fwd`; for a batch of rows, each row's element read at its flat position."""
+    n, positions = info.arg_shapes[0][-1], class_positions(info.arg_shapes[0][-1])
+
+    def fn(lp, k):
+        if type(lp) is not np.ndarray or lp.ndim != 2 or type(k) is not np.ndarray or k.shape != lp.shape[:1]:
+            return nll_fwd(info, lp, k)
+        return np.negative(lp.reshape(-1)[positions(indices(info, k, n))])
+    return fn
+
+
+defop("nll", arity=2, class_index=(1, 0), correct=same_index, shape=sparse_class_loss, forward=nll_fwd, kernel_factory=nll_kernel,
       onnx=lambda e, lp, k: e("Neg", onnx_pick(e, lp, k)),
       doc="negative log-likelihood of log-probabilities lp of shape [n] at a class index k (PyTorch's nll_loss)",
       signature="nll(lp, k)", formula="−lp[k]; k an integer in [0, n)",
@@ -399,8 +426,24 @@ def nll_log_softmax_grad_fwd(info, lp, k):
     return p - rows                                 # either side broadcast against the other
 
 
+def nll_log_softmax_grad_kernel(info: KernelInfo):
+    """`nll_log_softmax_grad_fwd`; with a class per row, 1 is subtracted at each row's class in
+    the flat array (`class_positions`): half the cost of subtracting a one-hot array."""
+    n, one = info.arg_shapes[0][-1], number(1, info.dtype)
+    positions = class_positions(n)
+
+    def fn(lp, k):
+        p = np.exp(lp)
+        if type(p) is not np.ndarray or type(k) is not np.ndarray or p.shape[:-1] != k.shape or not p.flags.c_contiguous:
+            return nll_log_softmax_grad_fwd(info, lp, k)
+        flat = p.reshape(-1)                        # a view: p is contiguous
+        flat[positions(indices(info, k, n).reshape(-1))] -= one
+        return p
+    return fn
+
+
 defop("nll_log_softmax_grad", arity=2, class_index=(1, 0), shape=lambda lp, k: broadcast(lp, k + lp[-1:]),
-      forward=nll_log_softmax_grad_fwd, callable=False,
+      forward=nll_log_softmax_grad_fwd, kernel_factory=nll_log_softmax_grad_kernel, callable=False,
       onnx=lambda e, lp, k: e("Sub", e("Exp", lp), onnx_class_mask(e, k, e.arg_shapes[0][-1])),
       doc="the gradient of nll(log_softmax(z), k) with respect to z, from lp = log_softmax(z)",
       signature="internal: made by the differentiator (the gradient of the sparse cross entropy from logits)",

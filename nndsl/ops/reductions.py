@@ -17,21 +17,30 @@ def row_sums(e):
     reduction costs several times a matrix-vector product with ones, which sums the same terms
     (in another order: both are good to a few ulps)."""
     n = e.shape[-1]
-    if n > 256 or e.dtype.kind != "f" or type(e) is not np.ndarray:
+    if n > 256 or type(e) is not np.ndarray or e.dtype.kind != "f":
         return np.add.reduce(e, axis=-1, keepdims=True)
-    return np.dot(e, ones(n, e.dtype))[..., None]
+    column = _ones_of.get((n, e.dtype))
+    if column is None:
+        column = _ones_of[n, e.dtype] = ones(n, e.dtype)
+    return np.dot(e, column)[..., None]
+
+
+_ones_of: dict = {}         # (n, dtype) -> `ones(n, dtype)`, found without building its key
 
 
 def row_max(x):
     """The largest element along the last axis, keeping it (size 1). Over a short last axis (a few
     classes) NumPy reduces row by row; reducing a transposed copy over its first axis takes all
     rows at once: 3-7x faster from 32 to 512 rows of 10. The maximum is exact either way."""
-    n = x.shape[-1] if type(x) is np.ndarray and x.ndim >= 2 else 0
+    shape = x.shape if type(x) is np.ndarray else ()
+    if len(shape) == 2 and shape[0] >= 16 and shape[1] <= 64:      # a batch of rows: the common case
+        return np.maximum.reduce(x.T.copy(), 0)[:, None]
+    n = shape[-1] if len(shape) >= 2 else 0
     rows = x.size // n if n else 0
     if not n or n > 64 or rows < 16:
         return np.maximum.reduce(x, axis=-1, keepdims=True)
     columns = np.ascontiguousarray(x.reshape(rows, n).T)
-    return np.maximum.reduce(columns, 0).reshape(x.shape[:-1] + (1,))
+    return np.maximum.reduce(columns, 0).reshape(shape[:-1] + (1,))
 
 
 def softmax_fwd(info, x):
@@ -48,7 +57,7 @@ def shifted_logsumexp(x):
     top = shifted == 0
     e = np.exp(shifted)
     if np.count_nonzero(top) * shifted.shape[-1] == shifted.size:     # one largest element a row
-        e -= top                                                     # its exp(0) = 1 taken out
+        np.putmask(e, top, 0)                                        # its exp(0) = 1 taken out
         return shifted, np.log1p(row_sums(e))
     rest = np.add.reduce(np.where(top, 0, e), axis=-1, keepdims=True)
     ties = np.add.reduce(top, axis=-1, keepdims=True, dtype=shifted.dtype) - 1
