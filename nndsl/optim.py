@@ -99,29 +99,29 @@ def defoptimizer(name: str, **fields) -> Optimizer:
     return define(OPTIMIZERS, Optimizer, name, **fields)
 
 
-def descend(p, direction, step, scratch: bool):
-    """p − lr · direction, as a new array, `step` being −lr as a 0-d array of p's dtype
-    (`learning_step`: ufuncs take it twice as fast as a float, and round the same). When
-    `direction` is scratch (no one else holds it) the result is written into it:
-    (−lr · d) + p rounds exactly as p − lr · d does, and saves an allocation on every step."""
-    if scratch and type(direction) is np.ndarray and direction.shape == p.shape and direction.dtype == p.dtype:
-        np.multiply(direction, step, direction)
-        np.add(direction, p, direction)
-        return direction
-    return np.asarray(p + step * direction)      # 0-d stays an array, not a NumPy scalar
-
-
-def learning_step(lr: float, ps: list):
-    """−lr as a 0-d array of the parameters' dtype, for `descend`."""
-    return np.array(-lr, ps[0].dtype if ps else np.float64)
+def descend(ps: list, directions: list, lr: float, scratch: bool) -> list:
+    """[p − lr · d for each parameter p and direction d], new arrays. −lr is a 0-d array of the
+    parameters' dtype (ufuncs take it twice as fast as a float, and round the same). Where the
+    directions are scratch (no one else holds them), each result is written into its direction:
+    (−lr · d) + p rounds exactly as p − lr · d does, and saves an allocation on every step (but
+    for a 0-d array, for which NumPy's `out` costs more than a new array)."""
+    step = np.array(-lr, ps[0].dtype if ps else np.float64)
+    out = []
+    for p, d in zip(ps, directions):
+        if scratch and type(d) is np.ndarray and d.ndim and d.shape == p.shape and d.dtype == p.dtype:
+            np.multiply(d, step, d)
+            np.add(d, p, d)
+            out.append(d)
+        else:
+            out.append(np.asarray(p + step * d))    # 0-d stays an array, not a NumPy scalar
+    return out
 
 
 def sgd_update(ps, gs, states, h, lr, t):
-    step = learning_step(lr, ps)
     wd, mu = h["weight_decay"], h["momentum"]
-    if not wd and not mu:                       # plain SGD: θ − αg, into the gradient
-        return [descend(p, g, step, True) for p, g in zip(ps, gs)]
-    out = []
+    if not wd and not mu:                       # plain SGD: θ − αg, into the gradients
+        return descend(ps, gs, lr, scratch=True)
+    directions = []
     for p, g, state in zip(ps, gs, states):
         if wd:
             g = g + wd * p
@@ -132,30 +132,26 @@ def sgd_update(ps, gs, states, h, lr, t):
             else:
                 buf *= mu
                 buf += (1 - h["dampening"]) * g
-            if not h["nesterov"]:
-                out.append(descend(p, buf, step, scratch=False))
-                continue
-            g = g + mu * buf
-        out.append(descend(p, g, step, scratch=True))
-    return out
+            g = g + mu * buf if h["nesterov"] else buf.copy()
+        directions.append(g)
+    return descend(ps, directions, lr, scratch=True)
 
 
 def adam_update(ps, gs, states, h, lr, t, decoupled=False):
     b1, b2 = h["beta1"], h["beta2"]
-    step = learning_step(lr / (1 - b1 ** t), ps)
-    out = []
+    if decoupled:
+        ps = [p * (1 - lr * h["weight_decay"]) for p in ps]
+    directions = []
     for p, g, state in zip(ps, gs, states):
-        if decoupled:
-            p = p * (1 - lr * h["weight_decay"])
-        elif h["weight_decay"]:
+        if not decoupled and h["weight_decay"]:
             g = g + h["weight_decay"] * p
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m += (g - m) * (1 - b1)
         v *= b2
         v += (1 - b2) * g * g
         denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + h["eps"]
-        out.append(descend(p, m / denom, step, scratch=True))
-    return out
+        directions.append(m / denom)
+    return descend(ps, directions, lr / (1 - b1 ** t), scratch=True)
 
 
 BETAS = (Hyper("beta1", 0.9, "fraction", "decay of the first moment"),

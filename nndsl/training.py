@@ -210,6 +210,7 @@ class Trainer:
         self.eval_graph, fobjective = model.objective_graph()
         self.eval_plan = model.plan(("train-eval", tuple(extra)), self.eval_graph, [fobjective] + extra)
         self.param_nodes = [(model.params[n], n) for n in self.names]
+        self.own = slice(1, 1 + len(self.names))         # the gradients among the step's values
         self.input_nodes = [(model.inputs[n], n) for n in self.data]
         largest = max(self.n, samples(self.val) if self.val else 0)
         check_memory(self.graph, model.dtype, self.batch, model.filename, model.program.source)
@@ -334,24 +335,26 @@ class Trainer:
             batch = {k: v[index] for k, v in self.data.items()}
         # Indices were checked with the data, the overflow setting is the loop's (`run`), and the
         # loss and the values accuracy reads are only read: only the gradients need to be owned.
-        values = run(self.step_plan, self.graph, self.feeds(self.params, batch), slice(1, 1 + len(self.names)))
+        names, own = self.names, self.own
+        values = run(self.step_plan, self.graph, self.feeds(self.params, batch), own)
         loss = float(values[0])
         if not math.isfinite(loss):
             self.nonfinite(loss, batch)
             return False
-        grads = values[1:1 + len(self.names)]
         size = hi - lo
         pos.loss_sum += loss * size
         pos.samples += size
-        c, a = self.count_correct(values[1 + len(self.names):])
-        pos.correct, pos.answers = pos.correct + c, pos.answers + a
+        if self.accuracy_node is not None:
+            right = self.accuracy_node[0](*values[own.stop:])        # booleans, or a NumPy bool
+            pos.correct += int(np.count_nonzero(right))
+            pos.answers += right.size
         self.lr = learning_rate(self.schedule, s.schedule_args, s.lr, pos.step, pos.epoch, s.epochs)
         pos.step += 1
-        self.previous, self.previous_batch = self.params, batch
-        ps = self.params
-        new = self.optimizer.update([ps[n] for n in self.names], grads, [self.state[n] for n in self.names],
+        ps, state = self.params, self.state
+        self.previous, self.previous_batch = ps, batch
+        new = self.optimizer.update([ps[n] for n in names], values[own], [state[n] for n in names],
                                     s.hypers, self.lr, pos.step)
-        self.params = dict(zip(self.names, new))
+        self.params = dict(zip(names, new))
         pos.batch += 1
         return True
 
