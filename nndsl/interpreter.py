@@ -35,7 +35,7 @@ class Plan:
     size: int
     constant_ids: frozenset = frozenset()    # ids of the constants' arrays, which results must not be
     runs: int = 0                            # how often it ran; compiled when it runs again
-    compiled: dict = None                    # batch size -> (feeds -> target values, ids of its constants)
+    compiled: dict = None                    # (batch size, own's start, stop, step) -> feeds -> target values
     batch_only: frozenset = frozenset()      # steps whose value is the batch size's alone (`batch_only`)
     batch_leaf: object = None                # a batched leaf, whose feed tells the batch size
     index_checks: tuple = ()                 # (input node, class count, node reading it): checked when fed
@@ -165,19 +165,25 @@ def run(plan: Plan, graph: nx.DiGraph, feeds: dict, own: slice = ALL) -> list:
     """`execute` without the index checks and the overflow setting."""
     plan.runs += 1
     if plan.runs > 1:
-        batch = feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None
-        if plan.compiled is None:
-            plan.compiled = {}
-        variant = plan.compiled.get(batch)
-        if variant is None and len(plan.compiled) < VARIANTS:
-            variant = plan.compiled[batch] = compile_plan(plan, batch)
-        if variant is not None:
-            fn, constant_ids = variant
+        fn = variant(plan, feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None, own)
+        if fn is not None:
             try:
-                return owned(fn(feeds), constant_ids, feeds, own)
+                return fn(feeds)
             except FloatingPointError:
                 pass
-    return interpret(plan, graph, feeds)
+    return interpret(plan, graph, feeds, own)
+
+
+def variant(plan: Plan, batch: int | None, own: slice):
+    """The plan compiled for `batch` and `own` (`compile_plan`), compiled now if need be; None
+    once VARIANTS are compiled (an unusual caller: the plan is then interpreted)."""
+    key = (batch, own.start, own.stop, own.step)
+    if plan.compiled is None:
+        plan.compiled = {}
+    fn = plan.compiled.get(key)
+    if fn is None and len(plan.compiled) < VARIANTS:
+        fn = plan.compiled[key] = compile_plan(plan, batch, own)
+    return fn
 
 
 class BatchOf:
@@ -208,15 +214,16 @@ def fold(plan: Plan, batch: int | None) -> tuple[dict, set]:
     return known, folded
 
 
-def compile_plan(plan: Plan, batch: int | None = None):
+def compile_plan(plan: Plan, batch: int | None = None, own: slice = ALL):
     """The plan for one batch size as one straight-line function of the feeds: `v7 = k3(v2, v5)`
-    per step, `del` after each value's last use, with what `fold` knows passed in as constants.
-    Only slot numbers, node ids (ints) and registry op names (in comments) are written into the
-    source; kernels and constants are passed in by name. Returns (function, ids of its constants)."""
+    per step, `del` after each value's last use, with what `fold` knows passed in as constants,
+    returning the targets, those `own` selects made arrays no one else holds (`owned`, written
+    out per target). Only slot numbers, node ids (ints) and registry op names (in comments) are
+    written into the source; kernels and constants are passed in by name."""
     known, folded = fold(plan, batch)
     live = [step for i, step in enumerate(plan.steps) if i not in folded]
     read = {a for _, args, *_ in live for a in args} | set(plan.targets)
-    namespace = {}
+    namespace = {"ndarray": np.ndarray, "asarray": np.asarray}
     steps = [(f"v{slot}", f"feeds[{int(node)}]", (), "") for node, slot in plan.leaves.items()]
     for slot, value in known.items():
         if slot in read:
@@ -228,25 +235,40 @@ def compile_plan(plan: Plan, batch: int | None = None):
         defined.add(out)
         steps.append((f"v{out}", f"k{i}({', '.join(f'v{a}' for a in args)})",
                       [f"v{slot}" for slot in free if slot in defined], ""))
-    lines = straight_line("def run(feeds):", steps, f"[{', '.join(f'v{t}' for t in plan.targets)}]")
+    namespace["constant_ids"] = frozenset(id(namespace[f"c{slot}"]) for slot in known if slot in read)
+    results = [f"v{t}" for t in plan.targets]
+    owning = range(*own.indices(len(results)))
+    # `owned`, per target: the caller's arrays, the constants and the results before are taken
+    epilogue = ["taken = set(map(id, feeds.values()))"] if owning else []
+    for j in owning:
+        r = results[j] = f"r{j}"              # a name of its own: a target may be returned twice
+        epilogue += [f"{r} = v{plan.targets[j]}",
+                     f"if {r}.__class__ is not ndarray:",
+                     f"    {r} = asarray({r})",
+                     f"elif {r}.base is not None or id({r}) in taken or id({r}) in constant_ids:",
+                     f"    {r} = {r}.copy()",
+                     f"taken.add(id({r}))"]
+    lines = straight_line("def run(feeds):", steps, f"[{', '.join(results)}]", epilogue)
     exec(compile("\n".join(lines), "<nndsl compiled plan>", "exec"), namespace)
-    return namespace["run"], frozenset(id(namespace[f"c{slot}"]) for slot in known if slot in read)
+    return namespace["run"]
 
 
-def straight_line(header: str, steps, result: str) -> list:
+def straight_line(header: str, steps, result: str, epilogue: list = ()) -> list:
     """A function's lines: `header`, then per step (name, expression, names read for the last
-    time, comment) the line `name = expression  # comment` and a `del` of those names, then
-    `return result`. The compiled plan and the Python export (nndsl.source) both write with it."""
+    time, comment) the line `name = expression  # comment` and a `del` of those names, then the
+    lines of `epilogue` and `return result`. The compiled plan and the Python export
+    (nndsl.source) both write with it."""
     lines = [header]
     for name, expression, free, comment in steps:
         lines.append(f"    {name} = {expression}" + (f"  # {comment}" if comment else ""))
         if free:
             lines.append(f"    del {', '.join(free)}")
+    lines += [f"    {line}" for line in epilogue]
     lines.append(f"    return {result}")
     return lines
 
 
-def interpret(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
+def interpret(plan: Plan, graph: nx.DiGraph, feeds: dict, own: slice = ALL) -> list:
     """The plan's steps, one at a time."""
     env = [None] * plan.size
     for slot, value in plan.constants:
@@ -269,7 +291,7 @@ def interpret(plan: Plan, graph: nx.DiGraph, feeds: dict) -> list:
                     env[slot] = None
     except FloatingPointError as err:           # raised by kernels for bad data (class indices)
         raise NndslError(str(err), span_of(graph, step[4])) from None
-    return owned([env[t] for t in plan.targets], plan.constant_ids, feeds)
+    return owned([env[t] for t in plan.targets], plan.constant_ids, feeds, own)
 
 
 def owned(values: list, constant_ids: frozenset, feeds: dict, own: slice = ALL) -> list:

@@ -25,7 +25,7 @@ def both_ways(model, params, data):
     feeds.update({model.params[n]: v for n, v in model.check_params(params).items()})
     first = interpret(plan, graph, feeds)
     batch = feeds[plan.batch_leaf].shape[0] if plan.batch_leaf is not None else None
-    compiled, _ = compile_plan(plan, batch)         # for this batch size: 1/B and the like folded in
+    compiled = compile_plan(plan, batch)            # for this batch size: 1/B and the like folded in
     return first, compiled(feeds)
 
 
@@ -67,9 +67,12 @@ def test_the_generated_source_holds_no_model_text():
     model = nndsl.compile('input x\nparam évil = 2  # __import__("os")\nloss L = (évil x - 1)^2\n')
     graph, objective, grads = model.gradient_graph(("évil",))
     plan = model.plan(("source-test",), graph, [objective, *grads.values()])
-    code = compile_plan(plan)[0].__code__
+    code = compile_plan(plan).__code__
     assert not any("évil" in str(c) or "import" in str(c) for c in code.co_consts)
-    assert all(name.startswith(("v", "k", "c", "feeds")) for name in code.co_varnames + code.co_names)
+    ownership = {"taken", "ndarray", "asarray", "constant_ids", "id", "set", "map", "values", "add", "base", "copy",
+                 "__class__"}
+    assert all(name.startswith(("v", "k", "c", "r", "feeds")) or name in ownership
+               for name in code.co_varnames + code.co_names)
     assert execute(plan, graph, {model.inputs["x"]: np.ones((1,), np.float32),
                                  model.params["évil"]: np.float32(2)})[0] == 1.0
 
@@ -146,16 +149,17 @@ def test_a_plan_compiled_for_a_batch_size_computes_what_depends_on_it_once():
     model.grad(params, **data)
     (plan,) = [p for key, p in model._plans.items() if key[0] == "grad"]
     kernels = lambda fn: [name for name in fn.__code__.co_names if name.startswith("k")]  # noqa: E731
-    (batch,) = plan.compiled                         # one variant, for the batch of 4
+    (key,) = plan.compiled                           # one variant, for the batch of 4
+    batch = key[0]
     assert batch == 4
     known, folded = fold(plan, batch)
     ops = {model._grad_graphs[tuple(model.params)][0].nodes[plan.steps[i][4]]["op"] for i in folded}
     assert "batch_size" in ops                       # B, and 1/B with it
-    assert len(kernels(plan.compiled[4][0])) == len(plan.steps) - len(folded) < len(kernels(compile_plan(plan)[0]))
+    assert len(kernels(plan.compiled[key])) == len(plan.steps) - len(folded) < len(kernels(compile_plan(plan)))
     smaller = {k: v[:3] for k, v in data.items()}    # another batch size: a variant of its own, right
     loss, grads = model.grad(params, **smaller)
     model.grad(params, **smaller)
-    assert set(plan.compiled) == {3, 4}
+    assert {key[0] for key in plan.compiled} == {3, 4}
     again, grads_again = model.grad(params, **smaller)
     assert again == loss and all(np.array_equal(grads[k], grads_again[k]) for k in grads)
     fresh = nndsl.load(ROOT / "models" / "xor.nn", dtype="float64")
@@ -196,3 +200,33 @@ def test_class_indices_an_input_holds_are_checked_once_when_fed_not_in_each_kern
     assert plan.index_checks == ()
     with pytest.raises(nndsl.NndslError, match="class index 4 is not an integer"):
         computed.grad(x=np.full((2, 2), 2.0))
+
+
+def test_compiled_plans_return_owned_targets_as_arrays_no_one_else_holds():
+    """What `owned` makes of the interpreter's results, the compiled plan makes of its own: a
+    target that is a feed, a constant, a view of either or a value returned twice comes back a
+    copy; the targets not selected come back as they are."""
+    from nndsl.interpreter import ALL, schedule
+    model = nndsl.compile("input x[3]\nparam W[2, 3]\noutput a = x\noutput b = W\noutput c = transpose(W)\n"
+                          "output d = 2\noutput e = sum(x)\noutput f = W x\n", dtype="float64")
+    graph = model.graph
+    nodes = [model.lowered.named[name] for name in "abcdef"]
+    targets = nodes + [nodes[0], nodes[5]]                # a feed and a result, each twice
+    plan = schedule(graph, targets, np.float64)
+    x, W = np.arange(6.0).reshape(2, 3), np.ones((2, 3))
+    feeds = {model.inputs["x"]: x, model.params["W"]: W}
+    constants = {id(value) for _, value in plan.constants}
+    for own in (ALL, slice(1, None), slice(0, 0)):
+        compiled = compile_plan(plan, 2, own)
+        for values in (compiled(feeds), interpret(plan, graph, dict(feeds), own)):
+            assert len(values) == len(targets)
+            selected = set(range(*own.indices(len(values))))
+            expected = [x, W, W.T, 2.0, x.sum(axis=1), x @ W.T, x, x @ W.T]
+            seen = []
+            for j, value in enumerate(values):
+                np.testing.assert_array_equal(value, expected[j])
+                if j in selected:
+                    assert type(value) is np.ndarray and value.base is None and value.flags.writeable
+                    assert value is not x and value is not W and id(value) not in constants
+                    assert all(value is not other for other in seen)
+                seen.append(value)
