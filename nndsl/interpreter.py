@@ -186,6 +186,44 @@ def variant(plan: Plan, batch: int | None, own: slice):
     return fn
 
 
+def entry(plan: Plan, leaves: list, own: slice):
+    """The plan compiled for one batch size behind its guard, as one generated function
+    (params, data) -> the target values (`own` selects those made arrays no one else holds).
+    It returns None where the arrays are not exactly those `leaves` describe ((0 for a parameter
+    or 1 for an input, name, node, dtype, shape) each: dicts of NumPy arrays of those dtypes and
+    shapes, nothing else) or where a check fails (class indices, a kernel's FloatingPointError):
+    the caller then takes the full path, which says what is wrong. Like the plan's, the source
+    holds positions only: names, nodes, dtypes and shapes are passed in as values. None if the
+    plan has no compiled variant to spare."""
+    counts = [sum(1 for leaf in leaves if leaf[0] == side) for side in (0, 1)]
+    at = {leaf[2]: i for i, leaf in enumerate(leaves)}
+    if set(at) != set(plan.leaves) or (plan.batch_leaf is not None and not leaves[at[plan.batch_leaf]][4]):
+        return None
+    fn = variant(plan, leaves[at[plan.batch_leaf]][4][0] if plan.batch_leaf is not None else None, own)
+    if fn is None:
+        return None
+    namespace = {"ndarray": np.ndarray, "run": fn, "check": class_indices, "errstate": np.errstate}
+    lines = ["def entry(params, data):",
+             f"    if type(params) is not dict or type(data) is not dict or len(params) != {counts[0]} "
+             f"or len(data) != {counts[1]}:",
+             "        return None"]
+    for i, (side, name, node, dtype, shape) in enumerate(leaves):
+        namespace.update({f"n{i}": name, f"f{i}": node, f"d{i}": dtype, f"s{i}": shape})
+        lines += [f"    a{i} = {('params', 'data')[side]}.get(n{i})",
+                  f"    if a{i}.__class__ is not ndarray or a{i}.shape != s{i} or (a{i}.dtype is not d{i} and a{i}.dtype != d{i}):",
+                  "        return None"]
+    lines.append(f"    feeds = {{{', '.join(f'f{i}: a{i}' for i in range(len(leaves)))}}}")
+    lines.append("    try:")
+    lines += [f"        check(a{at[leaf]}, {int(n)})" for leaf, n, _ in plan.index_checks]
+    if plan.quiet:
+        lines += ["        with errstate(over='ignore'):", "            return run(feeds)"]
+    else:
+        lines.append("        return run(feeds)")
+    lines += ["    except FloatingPointError:", "        return None"]
+    exec(compile("\n".join(lines), "<nndsl compiled entry>", "exec"), namespace)
+    return namespace["entry"]
+
+
 class BatchOf:
     """What a `batch_only` kernel reads of an argument: the shape's batch axis."""
 

@@ -5,6 +5,7 @@ import functools
 import gc
 import os
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 from math import prod
 from pathlib import Path
@@ -18,7 +19,7 @@ from .data import parse_value, read_data_file
 from .errors import NndslError, closest, file_error
 from .graph import GraphBuilder, attributes, copy_graph, span_of
 from .initializers import draw, parse_init
-from .interpreter import ALL, all_values, execute, first_nonfinite, needed, schedule
+from .interpreter import ALL, all_values, entry, execute, first_nonfinite, needed, schedule
 from .lower import lower
 from .ops import fmt_shape
 from .parser import parse, read_source
@@ -282,9 +283,12 @@ class Model:
 
     def check_params(self, params: dict | None, source: str = "parameters") -> dict:
         params = self.init() if params is None else params
+        if not isinstance(params, Mapping):
+            raise NndslError(f"{source} must be a mapping of parameter names to arrays "
+                             f"(as model.init() returns), not {type(params).__name__}", filename=self.filename)
         for name in params:
             if name not in self.params:
-                close = closest(name, self.params)
+                close = closest(name, self.params) if isinstance(name, str) else None
                 hint = f"; did you mean '{close}'?" if close else ""
                 raise NndslError(f"{source} has a value for '{name}', which is not a parameter of the model{hint} "
                                  f"(parameters: {', '.join(self.params) or 'none'})")
@@ -376,14 +380,19 @@ class Model:
         plan = self._plans.get(key) or self.plan(key, graph, targets)
         # The guard: arrays of exactly the kinds, dtypes and shapes already checked for this plan
         # go straight in (no copies, no checks); anything else takes the full checks below.
-        feeds, single = None, False
+        feeds, single, guard = None, False, None
         guards = self._guards.get(key)
         if guards is not None:
             for guard in guards:
+                if guard.entry is not None and guard.own is own and not extra:
+                    values = guard.entry(params, data)      # the guard and the compiled plan, in one call
+                    if values is not None:
+                        return values
                 feeds = guard.feeds(params, data)
                 if feeds is not None:
                     break
         if feeds is None:
+            guard = None
             checked = self.check_params(params)
             feeds, single = self.feeds(data)
             batch = max((len(v) for v in feeds.values()), default=1)
@@ -403,6 +412,8 @@ class Model:
             values = execute(plan, graph, feeds, own=own)
         except NndslError as err:
             raise err.located(self.filename, self.program.source) from None
+        if guard is not None and guard.entry is None and plan.compiled and not (extra or single):
+            guard.entry, guard.own = entry(plan, guard.entries, own), own      # from the next call on
         if single:
             values = [np.asarray(v[0]) if graph.nodes[t]["batched"] else v for t, v in zip(targets, values)]
         return values
@@ -563,7 +574,9 @@ class Model:
             from .torch_training import TorchTrainer as Trainer
         else:
             from .training import Trainer
-        data = dict(inputs or {})
+        data = merge_inputs(inputs, {})
+        if val_inputs is not None and not isinstance(val_inputs, Mapping):
+            raise NndslError(f"val_inputs must be a mapping of input names to arrays, not {type(val_inputs).__name__}")
         overrides = {}
         for key, value in keywords.items():
             if key in KEYS and key not in self.inputs:
@@ -585,6 +598,8 @@ class Model:
 
 def merge_inputs(inputs: dict | None, keywords: dict) -> dict:
     """Inputs given as a mapping and as keywords, one dict; a name given both ways is an error."""
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise NndslError(f"inputs must be a mapping of input names to arrays, not {type(inputs).__name__}")
     if not inputs:
         return keywords                 # a dict of its own already
     merged = dict(inputs)
@@ -605,6 +620,8 @@ class Guard:
         self.sizes = (len(params), len(data))
         # (0 for a parameter or 1 for data, name, node, dtype, shape), in one list: the hot loop
         self.entries = [(0, *entry) for entry in params] + [(1, *entry) for entry in data]
+        # `interpreter.entry`: these checks and the compiled plan as one function, for `own`
+        self.entry, self.own = None, None
 
     @classmethod
     def of(cls, model: Model, params, data: dict, feeds: dict):
@@ -622,7 +639,7 @@ class Guard:
         return cls(*expected)
 
     def feeds(self, params: dict | None, data: dict) -> dict | None:
-        if params is None or (len(params), len(data)) != self.sizes:
+        if type(params) is not dict or (len(params), len(data)) != self.sizes:
             return None
         feeds = {}
         sources = (params, data)

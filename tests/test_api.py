@@ -2,12 +2,16 @@
 name collide with its own arguments, and hands out arrays that are the caller's own."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import nndsl
 from nndsl import NndslError
 from nndsl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = """\
 input x[2]
@@ -173,3 +177,23 @@ def test_results_never_share_memory_with_the_inputs_even_through_views_of_views(
         assert grads["W"].shape == (2, 5) and grads["W"].flags.writeable
         assert not np.shares_memory(grads["W"], p["W"])
         np.testing.assert_allclose(grads["W"], np.full((2, 5), 1.0))
+
+
+@pytest.mark.parametrize("call", ["grad", "run", "loss", "train"])
+def test_parameters_and_inputs_of_the_wrong_kind_are_errors_before_and_after_the_fast_path(call):
+    """Bad arguments to the Python API are NndslErrors, the first time and once the guard and
+    the compiled plan take calls with arrays of known kinds (which they must hand on)."""
+    model = nndsl.load(ROOT / "models" / "xor.nn")
+    params = model.init()
+    data = {k: v.astype(np.float32) for k, v in model.default_data().items()}
+    method = getattr(model, call)
+    extra = {"epochs": 1} if call == "train" else {}
+    for _ in range(3):
+        for bad in ([1, 2, 3, 4], "W1", 5):
+            with pytest.raises(nndsl.NndslError, match=f"parameters must be a mapping .* not {type(bad).__name__}"):
+                method(bad, **data, **extra)
+        with pytest.raises(nndsl.NndslError, match="inputs must be a mapping of input names to arrays, not list"):
+            method(params, inputs=[data["x"], data["t"]], **extra)
+        with pytest.raises(nndsl.NndslError, match="has a value for '3', which is not a parameter"):
+            method({**params, 3: params["b2"]}, **data, **extra)
+        method(params, **data, **extra)

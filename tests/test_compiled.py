@@ -129,8 +129,16 @@ def test_the_guard_takes_checked_arrays_as_they_are_and_everything_else_through_
     data = {k: v.astype(np.float32) for k, v in model.default_data().items()}
     first = model.grad(params, **data)
     again = model.grad(params, **data)                   # the guard: same kinds, dtypes and shapes
-    assert any(key[0] == "grad" and guards for key, guards in model._guards.items())
+    (guard,) = [g for key, guards in model._guards.items() if key[0] == "grad" for g in guards]
     assert first[0] == again[0] and all(np.array_equal(first[1][k], again[1][k]) for k in first[1])
+    assert guard.entry is not None                       # the guard and the compiled plan as one call
+    values = guard.entry(params, data)
+    assert values[0] == first[0] and all(np.array_equal(v, first[1][k]) for v, k in zip(values[1:], first[1]))
+    third = model.grad(params, **data)
+    assert third[0] == first[0] and all(np.array_equal(first[1][k], third[1][k]) for k in first[1])
+    assert guard.entry({k: v.tolist() for k, v in params.items()}, data) is None
+    assert guard.entry(params, {**data, "x": data["x"].astype(np.float64)}) is None
+    assert guard.entry(params, {"x": data["x"]}) is None and guard.entry(None, data) is None
     lists = model.grad({k: v.tolist() for k, v in params.items()}, x=data["x"].tolist(), t=data["t"].tolist())
     assert lists[0] == pytest.approx(first[0], rel=1e-6)  # other kinds go through the checks
     with pytest.raises(nndsl.NndslError) as info:        # and so do other shapes, with the same message
