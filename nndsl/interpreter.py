@@ -8,8 +8,10 @@ is the loop.
 A plan that runs a second time is compiled (`compile_plan`), once per batch size: its steps
 become one straight-line Python function, a line per step and `del` after a value's last use, so
 a training loop pays no interpretation per op; what depends on constants and the batch size
-alone (B, 1/B) is computed while compiling (`fold`). The generated source holds slot numbers and registry op names only;
-nothing from a model file is ever part of it.
+alone (B, 1/B) is computed while compiling (`fold`), and the results the caller will own are
+made unshared at its end. Behind a model's guard, the checks of the arrays and the compiled plan
+become one generated call (`entry`). The generated source holds slot numbers, positions and
+registry op names only; nothing from a model file is ever part of it.
 """
 from __future__ import annotations
 
@@ -197,7 +199,7 @@ def entry(plan: Plan, leaves: list, own: slice):
     plan has no compiled variant to spare."""
     counts = [sum(1 for leaf in leaves if leaf[0] == side) for side in (0, 1)]
     at = {leaf[2]: i for i, leaf in enumerate(leaves)}
-    if set(at) != set(plan.leaves) or (plan.batch_leaf is not None and not leaves[at[plan.batch_leaf]][4]):
+    if not set(plan.leaves) <= set(at) or (plan.batch_leaf is not None and not leaves[at[plan.batch_leaf]][4]):
         return None
     fn = variant(plan, leaves[at[plan.batch_leaf]][4][0] if plan.batch_leaf is not None else None, own)
     if fn is None:

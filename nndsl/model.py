@@ -412,7 +412,7 @@ class Model:
             values = execute(plan, graph, feeds, own=own)
         except NndslError as err:
             raise err.located(self.filename, self.program.source) from None
-        if guard is not None and guard.entry is None and plan.compiled and not (extra or single):
+        if guard is not None and guard.own is None and plan.compiled and not (extra or single):
             guard.entry, guard.own = entry(plan, guard.entries, own), own      # from the next call on
         if single:
             values = [np.asarray(v[0]) if graph.nodes[t]["batched"] else v for t, v in zip(targets, values)]
@@ -621,6 +621,7 @@ class Guard:
         # (0 for a parameter or 1 for data, name, node, dtype, shape), in one list: the hot loop
         self.entries = [(0, *entry) for entry in params] + [(1, *entry) for entry in data]
         # `interpreter.entry`: these checks and the compiled plan as one function, for `own`
+        # (made once; None if the plan has no variant to spare)
         self.entry, self.own = None, None
 
     @classmethod

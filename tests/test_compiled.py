@@ -238,3 +238,19 @@ def test_compiled_plans_return_owned_targets_as_arrays_no_one_else_holds():
                     assert value is not x and value is not W and id(value) not in constants
                     assert all(value is not other for other in seen)
                 seen.append(value)
+
+
+def test_the_fast_call_is_made_once_per_guard_and_feeds_inputs_the_plan_does_not_read():
+    """`run` given the loss's input too, then without it: each guard gets its one generated call
+    (the plan reads fewer inputs than the guard checks in the first case), and both give what
+    the interpreter gave on the first call."""
+    model = nndsl.compile("input x[2]\ninput t\nparam W[2]\noutput y = W · x\nloss L = (y - t)^2\n")
+    params = model.init()
+    x, t = np.arange(6, dtype=np.float32).reshape(3, 2), np.ones(3, np.float32)
+    for data in ({"x": x, "t": t}, {"x": x}):
+        first = model.run(params, **data)
+        for _ in range(3):
+            again = model.run(params, **data)
+            assert again.keys() == first.keys() and all(np.array_equal(again[k], first[k]) for k in first)
+    guards = [g for key, gs in model._guards.items() for g in gs]
+    assert len(guards) == 2 and all(g.entry is not None for g in guards)
