@@ -53,7 +53,7 @@ def class_indices(k, n):
     three cheap calls, about half what comparing and range-checking the integers costs."""
     idx = np.asarray(k)
     as_int = idx.astype(np.intp)
-    table = kept(("classes", n, idx.dtype.str), np.arange, 0, n, 1, idx.dtype)
+    table = kept(("classes", n, idx.dtype), np.arange, 0, n, 1, idx.dtype)
     bad = table.take(as_int, mode="clip") != idx
     if np.count_nonzero(bad):                                   # cheaper than bad.any() on small arrays
         value = idx.reshape(-1)[np.flatnonzero(bad)[0]]
