@@ -8,6 +8,7 @@ defaults, the model's `train` statement, flags or keywords.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -204,7 +205,6 @@ def statement_layer(stmt: S.TrainStmt | None) -> dict:
 def value_node(key: str, value, origin: str):
     """An API keyword's or a flag's value as a syntax node: numbers as they are, text parsed by
     the grammar (errors located in `origin`, e.g. `--optimizer`)."""
-    from .parser import parse
     if isinstance(value, (S.Number, S.Name, S.SettingCall, LocatedNode)):
         return value
     if isinstance(value, (list, tuple)):        # `until`: both criteria
@@ -214,8 +214,15 @@ def value_node(key: str, value, origin: str):
     if isinstance(value, (int, float)):
         return S.Number(float(value), f"{value:g}", None)
     text = str(value)
-    node = parse(text, filename=origin, start="flag_value")
-    return LocatedNode(node, origin, text)
+    return LocatedNode(parsed_value(text, origin), origin, text)
+
+
+@functools.lru_cache(maxsize=256)
+def parsed_value(text: str, origin: str):
+    """A flag's or keyword's text parsed (syntax nodes are immutable, so a training loop that
+    passes `optimizer="adam"` on every call parses it once)."""
+    from .parser import parse
+    return parse(text, filename=origin, start="flag_value")
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,9 @@ def batched(model, data: dict, what: str) -> tuple[dict, int]:
     arrays = {name: feeds[model.inputs[name]] for name in data}
     n = samples(arrays)
     for name, array in arrays.items():
-        bad = ~np.isfinite(array)
-        if bad.any():
-            sample = int(np.argwhere(bad)[0][0])
+        finite = np.isfinite(array)
+        if not finite.all():
+            sample = int(np.argwhere(~finite)[0][0])
             kind = "NaN" if np.isnan(array[sample]).any() else "an infinite value"
             raise model.error(f"{what} for input '{name}' holds {kind} (sample {sample})", name)
     return arrays, n
