@@ -136,9 +136,10 @@ def onnx_square(e, x):
 
 # What a correct answer is (the `correct` slot): given the dtype of the values, a function of the
 # prediction and the target, True per correct answer. Its constants are 0-d arrays of the dtype
-# (`number`): a comparison with a Python float costs twice as much.
+# (`number`): a comparison with a Python float costs twice as much; and argmax is the array's
+# method, without np.argmax's wrapper (0.8 against 1.5 µs on 128 rows).
 def same_class(dtype):
-    return lambda p, t: np.argmax(p, axis=-1) == np.argmax(t, axis=-1)
+    return lambda p, t: p.argmax(axis=-1) == t.argmax(axis=-1)
 
 
 def same_side(threshold):
@@ -154,7 +155,7 @@ def same_sign(dtype):
 
 
 def same_index(dtype):
-    return lambda p, k: np.argmax(p, axis=-1) == k
+    return lambda p, k: p.argmax(axis=-1) == k
 
 
 def py_per_sample_mean(elements: str):
