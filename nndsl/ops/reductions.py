@@ -45,7 +45,8 @@ def row_max(x):
 
 def softmax_fwd(info, x):
     e = np.exp(x - row_max(x))
-    return e / row_sums(e)
+    e /= row_sums(e)                        # e is new: written in place
+    return e
 
 
 def shifted_logsumexp(x):
@@ -66,7 +67,8 @@ def shifted_logsumexp(x):
 
 def log_softmax_fwd(info, x):
     shifted, log_total = shifted_logsumexp(x)
-    return shifted - log_total
+    shifted -= log_total                    # shifted is new (x less its maxima): written in place
+    return shifted
 
 
 def onnx_reduce(op_type: str):
