@@ -77,6 +77,20 @@ def test_the_generated_source_holds_no_model_text():
                                  model.params["évil"]: np.float32(2)})[0] == 1.0
 
 
+def test_the_generated_guard_holds_no_model_text():
+    """The fast call a guard makes (its checks and the compiled plan) passes names in as values."""
+    model = nndsl.compile('input évil\ninput k\nparam W_import[3] = normal(1)\n'
+                          'loss L = sparse_cross_entropy(softmax(W_import évil), k)\n')
+    params, data = model.init(), {"évil": np.ones(4, np.float32), "k": np.array([0, 1, 2, 0], np.float32)}
+    for _ in range(3):
+        loss, _ = model.grad(params, **data)
+    (guard,) = [g for key, guards in model._guards.items() if key[0] == "grad" for g in guards]
+    code = guard.entry.__code__
+    assert not any("évil" in str(c) or "import" in str(c) for c in code.co_consts)
+    assert not any("évil" in name or "import" in name for name in code.co_varnames + code.co_names)
+    assert guard.entry(params, data)[0] == loss
+
+
 def unsimplified_and_simplified(model, params, data):
     """Loss and gradients from the backward graph as differentiate writes it, and as the model
     runs it (simplified)."""
