@@ -360,6 +360,13 @@ class Model:
         return feeds, not any(b is not None for b in sizes.values())
 
     # ---- running -----------------------------------------------------------------------
+    def check_memory(self, graph, batch: int) -> None:
+        """`check_memory` of `graph` (the model's or one made from it) for a batch of `batch`
+        samples, once per graph and batch size."""
+        if (id(graph), batch) not in self._checked:
+            check_memory(graph, self.dtype, batch, self.filename, self.program.source)
+            self._checked.add((id(graph), batch))
+
     def plan(self, key, graph, targets):
         plan = self._plans.get(key)
         if plan is None:
@@ -396,9 +403,8 @@ class Model:
             checked = self.check_params(params)
             feeds, single = self.feeds(data)
             batch = max((len(v) for v in feeds.values()), default=1)
-            if batch > 1 and (id(graph), batch) not in self._checked:
-                check_memory(graph, self.dtype, batch, self.filename, self.program.source)
-                self._checked.add((id(graph), batch))
+            if batch > 1:                   # one sample: checked when the model was compiled
+                self.check_memory(graph, batch)
             self.require_data(plan, feeds)
             feeds.update({self.params[n]: v for n, v in checked.items()})
             guard = Guard.of(self, params, data, feeds)

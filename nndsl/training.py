@@ -25,7 +25,6 @@ from .errors import NndslError, file_error
 from .files import write_atomic
 from .graph import arguments, span_of
 from .interpreter import all_values, execute, first_nonfinite, quiet, run
-from .model import check_memory
 from .ops import REGISTRY, class_indices
 from .optim import OPTIMIZERS, SCHEDULES, init_state, learning_rate
 from .settings import Settings
@@ -226,9 +225,8 @@ class Trainer:
         self.own = slice(1, 1 + len(self.names))         # the gradients among the step's values
         self.input_nodes = [(model.inputs[n], n) for n in self.data]
         largest = max(self.n, samples(self.val) if self.val else 0)
-        check_memory(self.graph, model.dtype, self.batch, model.filename, model.program.source)
-        check_memory(self.eval_graph, model.dtype, min(max(self.batch, 1024), largest),
-                     model.filename, model.program.source)
+        model.check_memory(self.graph, self.batch)
+        model.check_memory(self.eval_graph, min(max(self.batch, 1024), largest))
 
     def feeds(self, params: dict, batch: dict) -> dict:
         feeds = {node: params[name] for node, name in self.param_nodes}
