@@ -459,3 +459,16 @@ def test_nll_kernel_is_its_forward_bit_for_bit(full, per_sample, batched, checke
     if not checked:
         with pytest.raises(FloatingPointError):
             fn(lp, np.full(full[:-1], -1.0))
+
+
+def test_batch_sums_stay_right_over_many_batch_sizes():
+    """The vectors of ones a batch sum keeps per batch size are a few (the cache is emptied past
+    16 sizes): sums over 40 sizes, then the first again, are exact."""
+    from nndsl.ops.core import batch_total
+    total = batch_total(np.float64)
+    for n in list(range(1, 41)) + [1, 7]:
+        x = np.arange(3.0 * n).reshape(n, 3)
+        np.testing.assert_array_equal(total(x), x.sum(axis=0))
+        assert total(x[:, 0]) == x[:, 0].sum()
+    cached = [c.cell_contents for c in total.__closure__ if isinstance(c.cell_contents, dict)]
+    assert cached and all(len(c) <= 16 for c in cached)

@@ -204,7 +204,7 @@ def batch_total(dtype):
     """x -> the sum of x over its first (batch) axis. For a float scalar or vector per sample it
     is a matrix-vector product with ones, 2-3x cheaper than NumPy's reduction over the outer axis
     (the same terms, summed in another order); the vectors of ones are `ones`, remembered here
-    by length so that a call does not build a key."""
+    by length so that a call does not build a key (a few lengths: the batch sizes of a run)."""
     dtype = np.dtype(dtype)
     dot, reduce, by_length = np.dot, np.add.reduce, {}
 
@@ -213,6 +213,8 @@ def batch_total(dtype):
             n = len(x)
             row = by_length.get(n)
             if row is None:
+                if len(by_length) >= 16:
+                    by_length.clear()
                 row = by_length[n] = ones(n, dtype)
             return dot(row, x)
         return reduce(x, 0)

@@ -356,14 +356,17 @@ def nll_fwd(info, lp, k):
 
 def class_positions(n: int):
     """idx -> where each row's class idx lies in the rows of n classes laid flat, idx + n · row,
-    written into idx (a new array of integers, one per row); the rows' starts are kept per row
-    count. Reading or writing one element a row there costs less than indexing rows and columns."""
+    written into idx (a new array of integers, one per row); the rows' starts are kept for a few
+    row counts (the batch sizes of a run). Reading or writing one element a row there costs less
+    than indexing rows and columns."""
     starts = {}
 
     def positions(idx):
         rows = len(idx)
         at = starts.get(rows)
         if at is None:
+            if len(starts) >= 16:
+                starts.clear()
             at = starts[rows] = np.arange(0, rows * n, n)
         idx += at
         return idx
