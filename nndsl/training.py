@@ -355,10 +355,8 @@ class Trainer:
         size = hi - lo
         pos.loss_sum += loss * size
         pos.samples += size
-        if self.accuracy_node is not None:
-            right = self.accuracy_node[0](*values[own.stop:])        # booleans, or a NumPy bool
-            pos.correct += int(np.count_nonzero(right))
-            pos.answers += right.size
+        c, a = self.count_correct(values[own.stop:])
+        pos.correct, pos.answers = pos.correct + c, pos.answers + a
         self.lr = learning_rate(self.schedule, s.schedule_args, s.lr, pos.step, pos.epoch, s.epochs)
         pos.step += 1
         ps, state = self.params, self.state
